@@ -1,0 +1,1 @@
+"""Datasets in their real on-disk formats, the synthetic scenes, the sample contract and transforms."""

@@ -1,0 +1,38 @@
+"""Shared fixtures: the real RGB-D samples in ../shared/data and small helpers.
+
+The real samples are read from ``../shared/data`` (beside the repository) or from
+``$TRIDENSE_SHARED_DATA``. Without them the tests that need them are skipped, unless
+``TRIDENSE_REQUIRE_SHARED=1`` (set by ``.ci/run``), in which case they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_data() -> Path:
+    env = os.environ.get("TRIDENSE_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder with nyu-mini/, kitti-mini/ and sunrgbd-mini/."""
+    root = _shared_data()
+    if not (root / "nyu-mini").is_dir():
+        message = f"real samples not found at {root} (set TRIDENSE_SHARED_DATA)"
+        if os.environ.get("TRIDENSE_REQUIRE_SHARED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads() -> None:
+    torch.manual_seed(0)
