@@ -93,4 +93,3 @@ def check_root(root: str | Path, cls: type[DenseDataset]) -> Path:
     if not root.is_dir():
         raise DataError(f"{cls.name} root is not a folder\nexpected layout:\n{cls.layout}", root)
     return root
-

@@ -208,3 +208,18 @@ def png_to_normals(encoded: np.ndarray, path: PathLike | None = None) -> np.ndar
     norm = np.linalg.norm(normals, axis=-1, keepdims=True)
     normals = np.where(valid[..., None] & (norm > 1e-6), normals / np.maximum(norm, 1e-6), 0.0)
     return normals.astype(np.float32)
+
+
+def read_matrix_txt(path: PathLike, shape: tuple[int, int], what: str = "matrix file") -> np.ndarray:
+    """Read a whitespace-separated text matrix (e.g. a 3x3 ``K``) as float64 of ``shape``."""
+    path = require_file(path, what)
+    try:
+        values = [float(v) for v in path.read_text().split()]
+    except ValueError as err:
+        raise DataError(f"{what} holds a value that is not a number ({err})", path) from err
+    if len(values) != shape[0] * shape[1]:
+        raise DataError(f"{what} must hold {shape[0]}x{shape[1]} numbers, found {len(values)}", path)
+    matrix = np.asarray(values, dtype=np.float64).reshape(shape)
+    if not np.isfinite(matrix).all():
+        raise DataError(f"{what} holds NaN/inf values", path)
+    return matrix

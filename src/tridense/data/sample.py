@@ -48,9 +48,7 @@ def _where(meta: Mapping[str, Any] | None) -> str | None:
     return meta.get("path") or meta.get("name")
 
 
-def validate_raw_sample(
-    sample: Mapping[str, Any], num_classes: int | None = None, *, normal_tol: float = 1e-2
-) -> None:
+def validate_raw_sample(sample: Mapping[str, Any], num_classes: int | None = None, *, normal_tol: float = 1e-2) -> None:
     """Check a raw (NumPy) sample against the contract and raise :class:`DataError` naming the file.
 
     Checks: image uint8 (H, W, 3); every dense array has the image's (H, W); depth finite and >= 0;
@@ -63,8 +61,7 @@ def validate_raw_sample(
     image = sample["image"]
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         raise DataError(
-            f"image must be uint8 (H, W, 3), got {getattr(image, 'dtype', type(image))} "
-            f"{getattr(image, 'shape', '')}",
+            f"image must be uint8 (H, W, 3), got {getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}",
             where,
         )
     hw = image.shape[:2]
@@ -76,7 +73,9 @@ def validate_raw_sample(
         if depth.ndim != 2:
             raise DataError(f"depth must be (H, W), got shape {depth.shape}", where)
         if not np.isfinite(depth).all():
-            raise DataError(f"depth has {int((~np.isfinite(depth)).sum())} NaN/inf values; expected metres, 0 = invalid", where)
+            raise DataError(
+                f"depth has {int((~np.isfinite(depth)).sum())} NaN/inf values; expected metres, 0 = invalid", where
+            )
         if (depth < 0).any():
             raise DataError(f"depth has negative values (min {float(depth.min()):.3f}); expected metres >= 0", where)
     if "normals" in sample:

@@ -63,8 +63,9 @@ def resize_sample(sample: Sample, size: tuple[int, int]) -> Sample:
         return sample
     out = dict(sample)
     antialias = h < h0 or w < w0
-    out["image"] = F.interpolate(sample["image"][None], size=(h, w), mode="bilinear", align_corners=False,
-                                 antialias=antialias)[0].clamp_(0, 1)
+    out["image"] = F.interpolate(
+        sample["image"][None], size=(h, w), mode="bilinear", align_corners=False, antialias=antialias
+    )[0].clamp_(0, 1)
     if "depth" in sample:
         out["depth"] = F.interpolate(sample["depth"][None], size=(h, w), mode="nearest-exact")[0]
     if "normals" in sample:
@@ -355,7 +356,9 @@ class Normalize:
         return "Normalize()"
 
 
-def denormalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+def denormalize(
+    image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
     """Inverse of :class:`Normalize` for (3, H, W) or (B, 3, H, W) images, clamped to [0, 1]."""
     shape = (3, 1, 1) if image.dim() == 3 else (1, 3, 1, 1)
     m = torch.tensor(mean, device=image.device).view(shape)
