@@ -56,7 +56,7 @@ def read_rgb(path: PathLike) -> np.ndarray:
     image = _open_image(path)
     if image.mode not in ("RGB", "L", "RGBA", "P", "CMYK", "YCbCr", "LA"):
         raise DataError(f"expected an 8-bit colour image, got PIL mode {image.mode!r}", path)
-    return np.asarray(image.convert("RGB"))
+    return np.array(image.convert("RGB"))
 
 
 def read_png_uint16(path: PathLike) -> np.ndarray:
