@@ -35,4 +35,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads() -> None:
+    # One intra-op thread: tests use small tensors, and on a 2-core machine shared with DataLoader workers
+    # two threads mostly wait for each other.
+    torch.set_num_threads(1)
     torch.manual_seed(0)

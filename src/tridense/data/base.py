@@ -27,10 +27,10 @@ class DenseDataset(Dataset):
         transform: a callable on tensor samples, e.g. :func:`tridense.data.transforms.train_transforms`.
     """
 
-    #: Short name used by the registry and in ``meta["dataset"]``.
-    name: ClassVar[str] = "dataset"
-    #: Tasks with ground truth in this dataset.
-    available_tasks: ClassVar[tuple[str, ...]] = TASKS
+    #: Short name used by the registry and in ``meta["dataset"]`` (an instance may refine it).
+    name: str = "dataset"
+    #: Tasks with ground truth in this dataset (an instance may narrow it, e.g. to the folders present).
+    available_tasks: tuple[str, ...] = TASKS
     #: The on-disk layout, printed when the root is wrong.
     layout: ClassVar[str] = ""
 

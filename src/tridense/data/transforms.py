@@ -55,8 +55,20 @@ def _valid_normals(normals: torch.Tensor) -> torch.Tensor:
     return normals.abs().sum(dim=0) > 0  # (H, W)
 
 
-def resize_sample(sample: Sample, size: tuple[int, int]) -> Sample:
-    """Resize every map of a sample to ``size`` = (H, W) and rescale ``K`` accordingly."""
+def _depth_resize(depth: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if mode == "nearest":
+        return F.interpolate(depth[None], size=size, mode="nearest-exact")[0]
+    if mode == "bilinear":
+        return F.interpolate(depth[None], size=size, mode="bilinear", align_corners=False)[0]
+    raise ValueError(f"depth_interpolation must be 'nearest' or 'bilinear', got {mode!r}")
+
+
+def resize_sample(sample: Sample, size: tuple[int, int], *, depth_interpolation: str = "nearest") -> Sample:
+    """Resize every map of a sample to ``size`` = (H, W) and rescale ``K`` accordingly.
+
+    Depth is resampled ``nearest`` (default: never mixes surfaces, keeps sparse depth sparse) or
+    ``bilinear`` (dense, smooth depth; exact on planes).
+    """
     h0, w0 = _size_of(sample)
     h, w = int(size[0]), int(size[1])
     if (h, w) == (h0, w0):
@@ -67,7 +79,7 @@ def resize_sample(sample: Sample, size: tuple[int, int]) -> Sample:
         sample["image"][None], size=(h, w), mode="bilinear", align_corners=False, antialias=antialias
     )[0].clamp_(0, 1)
     if "depth" in sample:
-        out["depth"] = F.interpolate(sample["depth"][None], size=(h, w), mode="nearest-exact")[0]
+        out["depth"] = _depth_resize(sample["depth"], (h, w), depth_interpolation)
     if "normals" in sample:
         normals = sample["normals"]
         valid = _valid_normals(normals).float()[None, None]  # (1, 1, H0, W0)
@@ -127,11 +139,12 @@ def hflip_sample(sample: Sample) -> Sample:
     return out
 
 
-def rotate_sample(sample: Sample, degrees: float) -> Sample:
+def rotate_sample(sample: Sample, degrees: float, *, depth_interpolation: str = "nearest") -> Sample:
     """Roll the camera about its optical axis by ``degrees`` (clockwise on screen for positive angles).
 
     The image is warped by the homography K R K^-1 (exact for any fx, fy), normals are rotated by R,
-    depth and K are unchanged; pixels that come from outside the image become invalid.
+    depth and K are unchanged; pixels that come from outside the image become invalid. Depth is sampled
+    ``nearest`` (never mixing surfaces or holes) or ``bilinear`` (for dense, smooth depth).
     """
     if degrees == 0:
         return sample
@@ -154,7 +167,7 @@ def rotate_sample(sample: Sample, degrees: float) -> Sample:
     inside = warp(torch.ones(1, h, w), "nearest")[0] > 0.5  # (H, W)
     out["image"] = warp(sample["image"], "bilinear")
     if "depth" in sample:
-        out["depth"] = warp(sample["depth"], "nearest")
+        out["depth"] = warp(sample["depth"], depth_interpolation)
     if "normals" in sample:
         n = warp(sample["normals"], "nearest")  # (3, H, W)
         n = torch.einsum("ij,jhw->ihw", R[:3, :3], n)
@@ -224,10 +237,11 @@ class RandomZoom:
     depth with the new ``K`` is consistent. The crop is random within the magnified image.
     """
 
-    def __init__(self, scale: tuple[float, float] = (1.0, 1.5)) -> None:
+    def __init__(self, scale: tuple[float, float] = (1.0, 1.5), *, depth_interpolation: str = "nearest") -> None:
         if scale[0] < 1.0:
             raise ValueError(f"RandomZoom scale must be >= 1 (magnification), got {scale}")
         self.scale = scale
+        self.depth_interpolation = depth_interpolation
 
     def __call__(self, sample: Sample) -> Sample:
         s = _uniform(*self.scale)
@@ -235,7 +249,7 @@ class RandomZoom:
             return sample
         h, w = _size_of(sample)
         K = sample["K"].clone() if "K" in sample else None
-        big = resize_sample(sample, (round(h * s), round(w * s)))
+        big = resize_sample(sample, (round(h * s), round(w * s)), depth_interpolation=self.depth_interpolation)
         top = int(torch.randint(0, big["image"].shape[-2] - h + 1, ()))
         left = int(torch.randint(0, big["image"].shape[-1] - w + 1, ()))
         out = crop_sample(big, top, left, h, w)

@@ -1,0 +1,7 @@
+"""``python -m tridense`` is the ``tridense`` command."""
+
+import sys
+
+from tridense.cli import main
+
+sys.exit(main())

@@ -1,0 +1,98 @@
+"""Running a trained model on images: input preparation, test-time flip averaging, output resizing.
+
+Shared by ``tridense evaluate``, ``tridense predict`` and the analyses. Images are resized to the model's
+input size (the training ``data.size``), predictions are resized back to the size asked for (bilinear;
+normals renormalised; segmentation logits before the arg-max).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tridense.data.sample import IMAGENET_MEAN, IMAGENET_STD
+from tridense.layers.blocks import upsample_to
+
+TASK_KEYS = ("depth", "normals", "semseg")
+
+
+def prepare_image(image: np.ndarray | torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """uint8 (H, W, 3) or float (3, H, W) in [0, 1] -> normalised (1, 3, h, w) at ``size``."""
+    if isinstance(image, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    else:
+        x = image.float()
+    x = x[None]
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _flip_back(outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Undo a horizontal flip of the input on the task outputs (mirror; n_x changes sign)."""
+    out = {}
+    for task in TASK_KEYS:
+        if task in outputs:
+            x = outputs[task].flip(-1)
+            if task == "normals":
+                x = torch.cat([-x[:, :1], x[:, 1:]], dim=1)
+            out[task] = x
+    return out
+
+
+@torch.no_grad()
+def predict_batch(
+    model: nn.Module, image: torch.Tensor, *, out_size: tuple[int, int] | None = None, flip: bool = False
+) -> dict[str, torch.Tensor]:
+    """Task outputs for a normalised image batch, optionally averaged with the flipped input's, resized to
+    ``out_size`` (default: the input size). Depth is averaged in metres, normals as vectors then
+    renormalised, segmentation as probabilities (returned as log-probabilities when flipping)."""
+    image = image.to(next(model.parameters()).device)
+    outputs = {k: v.float() for k, v in model(image).items() if k in TASK_KEYS}
+    if flip:
+        mirrored = _flip_back({k: v.float() for k, v in model(image.flip(-1)).items() if k in TASK_KEYS})
+        for task in outputs:
+            if task == "semseg":
+                outputs[task] = torch.log((outputs[task].softmax(1) + mirrored[task].softmax(1)) / 2 + 1e-12)
+            else:
+                outputs[task] = (outputs[task] + mirrored[task]) / 2
+    size = out_size or tuple(image.shape[-2:])
+    resized = {}
+    for task, x in outputs.items():
+        x = upsample_to(x, size)
+        if task == "normals":
+            x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-6)
+        if task == "depth":
+            x = x.clamp_min(1e-6)
+        resized[task] = x
+    return resized
+
+
+def model_input_size(info: Mapping[str, Any], override: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """The input size a model was trained at (``data.size``), unless overridden."""
+    if override is not None:
+        return tuple(override)
+    size = info.get("input_size")
+    return tuple(size) if size else None
+
+
+def intrinsics_for(info: Mapping[str, Any], size: tuple[int, int]) -> np.ndarray:
+    """The training camera's intrinsics scaled to an image of ``size`` (an assumption for user images)."""
+    K_train = info.get("K")
+    train_size = info.get("input_size")
+    h, w = size
+    if K_train is None or train_size is None:
+        f = 518.8579 * w / 640.0  # NYU's field of view
+        return np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]], dtype=np.float32)
+    K = np.array(K_train, dtype=np.float64)
+    sx, sy = w / train_size[1], h / train_size[0]
+    K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
+    K[0, 2], K[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
+    return K.astype(np.float32)

@@ -1,0 +1,1 @@
+"""Reusable network blocks shared by the models (affinity propagation, up-projection, ...)."""

@@ -1,0 +1,1 @@
+"""Training and evaluation on Lightning: config, data module, LightningModule, callbacks, the run."""

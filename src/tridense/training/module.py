@@ -1,0 +1,202 @@
+"""The LightningModule that trains and evaluates any model of the library on any dataset.
+
+It owns the model, the multi-task loss and the metrics; optimisation follows :class:`OptimConfig`
+(parameter groups encoder / rest, warm-up then poly, cosine or step decay per step). A non-finite loss term
+stops training with the term and the step named; the last good checkpoint is left as it was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from tridense.errors import TridenseError
+from tridense.layers.blocks import upsample_to
+from tridense.losses.multitask import MultiTaskLoss
+from tridense.metrics.multitask import TaskMetrics, flatten_results
+from tridense.training.config import EvalConfig, OptimConfig
+
+#: Metric of each task whose mean is ``val/score`` (all higher-is-better, fractions).
+SCORE_KEYS = {"depth": ("delta1", 1.0), "normals": ("within_22.5", 0.01), "semseg": ("miou", 1.0)}
+
+
+class TrainingDivergedError(TridenseError, FloatingPointError):
+    """A loss term became NaN or infinite."""
+
+
+def score(results: Mapping[str, Mapping[str, Any]]) -> float:
+    """Mean of delta1, within_22.5 / 100 and mIoU over the tasks present (higher is better)."""
+    values = [results[t][k] * s for t, (k, s) in SCORE_KEYS.items() if t in results and k in results[t]]
+    values = [v for v in values if math.isfinite(v)]
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def outputs_at(outputs: Mapping[str, Any], size: torch.Size | tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Task outputs resized to the ground-truth size (normals renormalised)."""
+    resized: dict[str, torch.Tensor] = {}
+    for task in ("depth", "normals", "semseg"):
+        if task in outputs:
+            x = upsample_to(outputs[task].float(), size)
+            if task == "normals":
+                x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-6)
+            resized[task] = x
+    return resized
+
+
+def lr_factor(step: int, total: int, cfg: OptimConfig) -> float:
+    """Learning-rate multiplier at optimisation ``step`` of ``total``: linear warm-up, then the schedule."""
+    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "step":
+        return cfg.gamma ** ((step - cfg.warmup_steps) // max(cfg.step_every, 1))
+    span = max(total - cfg.warmup_steps, 1)
+    progress = min(max((step - cfg.warmup_steps) / span, 0.0), 1.0)
+    floor = cfg.min_lr_ratio
+    if cfg.schedule == "poly":
+        return floor + (1 - floor) * (1 - progress) ** cfg.poly_power
+    if cfg.schedule == "cosine":
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; valid: constant, poly, step, cosine")
+
+
+class DenseModule(L.LightningModule):
+    """Train / validate / test a dense prediction model.
+
+    Args:
+        model: maps a normalised image batch to the model contract's dict.
+        loss: the multi-task loss.
+        tasks: tasks trained and evaluated.
+        num_classes: segmentation classes.
+        optim: optimiser and schedule settings.
+        evaluation: metric settings (depth range, crop, reduction).
+        info: plain data stored in every checkpoint under ``"tridense"`` (config, class names, ...), so a
+            checkpoint can be rebuilt without this code's objects (and loaded with ``weights_only=True``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: MultiTaskLoss,
+        *,
+        tasks: Sequence[str],
+        num_classes: int | None,
+        optim: OptimConfig,
+        evaluation: EvalConfig,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.tasks = tuple(tasks)
+        self.optim_cfg = optim
+        self.eval_cfg = evaluation
+        self.info = dict(info or {})
+
+        def metrics() -> TaskMetrics:
+            return TaskMetrics(
+                self.tasks,
+                num_classes=num_classes,
+                min_depth=evaluation.min_depth,
+                max_depth=evaluation.max_depth,
+                crop=evaluation.crop,
+                reduction=evaluation.reduction,
+                kitti=evaluation.kitti,
+            )
+
+        self.val_metrics = metrics()
+        self.test_metrics = metrics()
+        self.test_results: dict[str, Any] = {}
+        self.val_results: dict[str, Any] = {}
+
+    def forward(self, image: torch.Tensor) -> dict[str, Any]:
+        return self.model(image)
+
+    # ----------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        outputs = self.model(batch["image"])
+        terms = self.loss(outputs, batch)
+        self._check_finite(terms)
+        bs = batch["image"].shape[0]
+        for name, value in terms.items():
+            self.log(f"train/{name}", value.detach(), batch_size=bs, prog_bar=name == "total")
+        return terms["total"]
+
+    def _check_finite(self, terms: Mapping[str, torch.Tensor]) -> None:
+        bad = [name for name, value in terms.items() if not torch.isfinite(value.detach()).all()]
+        flag = torch.tensor(float(bool(bad)), device=self.device)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            flag = self.trainer.strategy.reduce(flag, reduce_op="sum")  # every process stops together
+        if float(flag) > 0:
+            detail = ", ".join(f"{n} = {float(terms[n].detach())}" for n in bad) or "on another process"
+            raise TrainingDivergedError(
+                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {detail}; training "
+                "stopped, the last good checkpoint is untouched (lower the learning rate, enable gradient "
+                "clipping, or check the data)"
+            )
+
+    def _evaluate(self, batch: dict[str, Any], metrics: TaskMetrics) -> None:
+        outputs = self.model(batch["image"])
+        metrics.update(outputs_at(outputs, batch["image"].shape[-2:]), batch)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics)
+
+    def _finish(self, metrics: TaskMetrics, prefix: str) -> dict[str, Any]:
+        results = metrics.compute()
+        metrics.reset()
+        flat = flatten_results(results)
+        flat["score"] = score(results)
+        self.log_dict({f"{prefix}/{k}": v for k, v in flat.items()}, sync_dist=False, rank_zero_only=False)
+        return results
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_results = self._finish(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self._finish(self.test_metrics, "test")
+
+    # ----------------------------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Trainable parameters split into the encoder (``encoder_lr``) and the rest (``lr``)."""
+        cfg = self.optim_cfg
+        encoder, rest = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (encoder if name.startswith("encoder.") else rest).append(param)
+        groups = []
+        if encoder:
+            groups.append({"params": encoder, "lr": cfg.encoder_lr or cfg.lr, "name": "encoder"})
+        if rest:
+            groups.append({"params": rest, "lr": cfg.lr, "name": "decoder"})
+        if not groups:
+            raise TridenseError("every parameter is frozen: nothing to train (check init.freeze)")
+        return groups
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.optim_cfg
+        groups = self.parameter_groups()
+        if cfg.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: adam, adamw, sgd")
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, cfg))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tridense"] = self.info
