@@ -57,9 +57,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from tridense.data.registry import DATASETS
+    import inspect
+
+    from tridense.data.registry import DATASETS, dataset_class
     from tridense.metrics.functional import CROPS
     from tridense.models.registry import describe_model, list_models
+
+    if args.dataset:
+        cls = dataset_class(args.dataset)
+        print(f"{args.dataset}: {cls.__module__}.{cls.__name__}\n")
+        print(inspect.getdoc(cls) or "")
+        if cls.layout:
+            print(f"\nexpected layout:\n{cls.layout}")
+        return 0
 
     print("models (tridense train model.name=NAME; any timm encoder via model.encoder=NAME):")
     for name in list_models():
@@ -227,6 +237,44 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_pairs(args: argparse.Namespace) -> int:
+    from tridense.analysis.pairs import format_pairs_table, run_pairs
+    from tridense.data.io import write_json
+
+    result = run_pairs(
+        args.dataset,
+        args.root,
+        split=args.split,
+        predictions_dir=args.predictions,
+        stride=args.stride,
+        depth_threshold=args.depth_threshold,
+        normal_similar_deg=args.normal_similar,
+        normal_dissimilar_deg=args.normal_dissimilar,
+        limit=args.limit,
+        dataset_args=_dataset_args(args.set),
+    )
+    print(format_pairs_table(result))
+    if args.json:
+        write_json(args.json, result, overwrite=args.overwrite)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_analyze_affinity(args: argparse.Namespace) -> int:
+    import json
+
+    from tridense.analysis.affinity import save_affinity_figure
+
+    try:
+        x, y = (int(v) for v in args.point.split(","))
+    except ValueError as err:
+        raise TridenseError(f"--point must be x,y in pixels of the image, got {args.point!r}") from err
+    model, info = _load(args.checkpoint, "cpu")
+    summary = save_affinity_figure(model, info, args.image, (x, y), args.out, overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tridense", description="Joint depth, normals and segmentation.")
@@ -310,7 +358,32 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=cmd_prepare)
 
+    p = sub.add_parser("analyze", help="the papers' analyses")
+    ana = p.add_subparsers(dest="what", required=True)
+    q = ana.add_parser("pairs", help="PAP Fig. 1: how often similar / dissimilar pixel pairs match across tasks")
+    q.add_argument("--dataset", required=True)
+    q.add_argument("--root", type=Path)
+    q.add_argument("--split", default="test")
+    q.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="dataset arguments")
+    q.add_argument("--predictions", type=Path, help="folder of predictions (tridense predict / evaluate --save)")
+    q.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
+    q.add_argument("--depth-threshold", type=float, default=0.2, help="relative depth difference (default 0.2)")
+    q.add_argument("--normal-similar", type=float, default=26.0, help="similar below this angle (degrees)")
+    q.add_argument("--normal-dissimilar", type=float, default=40.0, help="dissimilar above this angle (degrees)")
+    q.add_argument("--limit", type=int)
+    q.add_argument("--json", type=Path, help="write the result as JSON")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_analyze_pairs)
+    q = ana.add_parser("affinity", help="PAP Fig. 5: one pixel's affinity map, single-task vs cross-task")
+    q.add_argument("--checkpoint", type=Path, required=True, help="a PAP checkpoint or exported package")
+    q.add_argument("--image", type=Path, required=True)
+    q.add_argument("--point", required=True, help="x,y pixel of the image")
+    q.add_argument("--out", type=Path, required=True, help="PNG to write")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_analyze_affinity)
+
     p = sub.add_parser("info", help="list models, datasets and crops")
+    p.add_argument("--dataset", help="print this dataset's documentation and on-disk layout")
     p.set_defaults(func=cmd_info)
     return parser
 

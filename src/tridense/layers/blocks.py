@@ -51,26 +51,39 @@ def unpool2x(x: torch.Tensor) -> torch.Tensor:
     return out.view(b, c, 2 * h, 2 * w)
 
 
+def unpool_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(unpool2x(x))`` for an odd k x k convolution with padding k // 2, without the zeros.
+
+    Unpooling then correlating with K equals a stride-2 transposed convolution with the flipped kernel
+    (Laina et al.'s "fast up-convolution"): only the non-zero inputs are multiplied, 4x fewer operations.
+    (B, C, H, W) -> (B, C', 2H, 2W).
+    """
+    k = conv.kernel_size[0]
+    weight = conv.weight.flip(2, 3).transpose(0, 1)  # (C_in, C_out, k, k): conv_transpose2d layout
+    return F.conv_transpose2d(x, weight, conv.bias, stride=2, padding=k // 2, output_padding=1)
+
+
 class UpProjection(nn.Module):
     """The up-projection block of Laina et al. (3DV 2016): unpool x2, then
-    relu(conv3x3(relu(conv5x5(u))) + conv5x5(u)), each convolution followed by batch norm."""
+    relu(conv3x3(relu(conv5x5(u))) + conv5x5(u)), each convolution followed by batch norm.
+
+    The two 5x5 convolutions of the unpooled map run as transposed convolutions (:func:`unpool_conv`),
+    which gives the same result at a quarter of the cost.
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.branch = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 5, padding=2, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-        )
-        self.projection = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 5, padding=2, bias=False), nn.BatchNorm2d(out_channels)
-        )
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 5, padding=2, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.proj = nn.Conv2d(in_channels, out_channels, 5, padding=2, bias=False)
+        self.bn_proj = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = unpool2x(x)
-        return F.relu(self.branch(u) + self.projection(u), inplace=True)
+        branch = F.relu(self.bn1(unpool_conv(x, self.conv1)), inplace=True)
+        branch = self.bn2(self.conv2(branch))
+        return F.relu(branch + self.bn_proj(unpool_conv(x, self.proj)), inplace=True)
 
 
 def upsample_to(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -39,12 +40,19 @@ def create_model(name: str, **kwargs) -> nn.Module:
     _import_variants()
     if name not in _MODELS:
         raise ConfigError(f"unknown model {name!r}; registered models: {sorted(_MODELS)}")
+    fn = _MODELS[name]
     try:
-        return _MODELS[name](**kwargs)
+        inspect.signature(fn).bind(**kwargs)
     except TypeError as err:
-        raise ConfigError(f"model {name!r}: {err}") from err
+        raise ConfigError(f"model {name!r}: {err} (its arguments: {list(inspect.signature(fn).parameters)})") from err
+    try:
+        return fn(**kwargs)
+    except TypeError as err:  # an argument the variant passes on to its class does not exist there
+        if "unexpected keyword argument" in str(err):
+            raise ConfigError(f"model {name!r}: {err}; see `tridense info` and the class docstring") from err
+        raise
 
 
 def _import_variants() -> None:
     """Import the modules that register variants (lazily, so importing the registry has no side effects)."""
-    from tridense.models import baseline  # noqa: F401
+    from tridense.models import baseline, pap  # noqa: F401

@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from tridense.data.base import DenseDataset
+from tridense.data.sample import TASKS
 from tridense.errors import ConfigError
 from tridense.losses.multitask import MultiTaskLoss, build_task_losses
 from tridense.models.registry import _MODELS, _import_variants, create_model
@@ -28,7 +29,8 @@ def model_accepts(name: str, argument: str) -> bool:
 def build_model(cfg: ModelConfig, *, tasks: Sequence[str] | None, num_classes: int | None) -> nn.Module:
     """The registered model of ``cfg``; ``tasks`` is passed to models that take a task list."""
     kwargs: dict[str, Any] = dict(cfg.args)
-    kwargs.setdefault("encoder", cfg.encoder)
+    if model_accepts(cfg.name, "encoder"):
+        kwargs.setdefault("encoder", cfg.encoder)
     kwargs.setdefault("pretrained", cfg.pretrained)
     if tasks is not None and model_accepts(cfg.name, "tasks"):
         kwargs.setdefault("tasks", tuple(tasks))
@@ -37,18 +39,21 @@ def build_model(cfg: ModelConfig, *, tasks: Sequence[str] | None, num_classes: i
     return create_model(cfg.name, **kwargs)
 
 
-def build_loss(cfg: LossConfig, tasks: Sequence[str], model: nn.Module) -> MultiTaskLoss:
+def build_loss(cfg: LossConfig, tasks: Sequence[str]) -> MultiTaskLoss:
     """Task losses, weights, auxiliary stages and the method-specific extra terms of ``cfg.extra``."""
+    from tridense.losses.pairwise import EXTRA_LOSSES
+
     extra = []
     for name, options in cfg.extra.items():
-        factory = getattr(model, "extra_loss", None)
-        module = factory(name, **options) if factory is not None else None
-        if module is None:
-            raise ConfigError(f"loss.extra.{name}: the model {type(model).__name__} has no extra loss {name!r}")
-        extra.append(module)
-    unknown = sorted(set(cfg.weights) - set(tasks))
+        if name not in EXTRA_LOSSES:
+            raise ConfigError(f"loss.extra.{name}: unknown extra loss; valid: {sorted(EXTRA_LOSSES)}")
+        try:
+            extra.append(EXTRA_LOSSES[name](tasks, **(options or {})))
+        except TypeError as err:
+            raise ConfigError(f"loss.extra.{name}: {err}") from err
+    unknown = sorted(set(cfg.weights) - set(TASKS))
     if unknown:
-        raise ConfigError(f"loss.weights has tasks {unknown} that are not trained; trained tasks: {list(tasks)}")
+        raise ConfigError(f"loss.weights has unknown tasks {unknown}; valid: {list(TASKS)}")
     losses = build_task_losses(
         tasks, depth=cfg.depth, normals=cfg.normals, semseg=cfg.semseg, focal_gamma=cfg.focal_gamma
     )

@@ -1,10 +1,11 @@
 """The run configuration: typed dataclasses, read from YAML and overridden from the command line.
 
 A config file may name one base file (``_base_: ../default.yaml``, resolved relative to it; one level only);
-its keys override the base's. Command-line overrides are ``dotted.key=value`` pairs whose values are parsed
-as YAML (``trainer.max_steps=200``, ``data.size=[96,128]``, ``model.pretrained=false``). An unknown key, at
-any level, is an error that lists the valid keys. The config becomes objects once, in
-:mod:`tridense.training.build`; nothing below that sees a dict.
+its keys override the base's, mappings key by key (``null`` clears a mapping, e.g. ``loss: {extra: null}``).
+Command-line overrides are ``dotted.key=value`` pairs whose values are parsed as YAML
+(``trainer.max_steps=200``, ``data.size=[96,128]``, ``model.pretrained=false``). An unknown key, at any level,
+is an error that lists the valid keys. The config becomes objects once, in :mod:`tridense.training.build`;
+nothing below that sees a dict.
 """
 
 from __future__ import annotations
@@ -207,6 +208,8 @@ def _check_value(path: str, value: Any, tp: Any) -> Any:
         (inner,) = typing.get_args(tp) or (Any,)
         return [_check_value(f"{path}[{i}]", v, inner) for i, v in enumerate(value)]
     if origin is dict:
+        if value is None:  # `key: null` in a file clears a mapping the base file set
+            return {}
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
         return dict(value)
@@ -254,7 +257,7 @@ def from_dict(cls: type, data: dict[str, Any] | None, path: str = "") -> Any:
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and not key.endswith("args"):
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

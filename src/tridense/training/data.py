@@ -10,7 +10,7 @@ uninterrupted run saw. Under DDP each process takes every ``world_size``-th inde
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import lightning as L
@@ -24,7 +24,7 @@ from tridense.data.transforms import eval_transforms, train_transforms
 from tridense.training.config import DataConfig
 
 
-def _mix(*words: int) -> int:
+def mix_seed(*words: int) -> int:
     """A 63-bit seed from integers (SplitMix-style), stable across machines and Python versions."""
     x = 0x9E3779B97F4A7C15
     for w in words:
@@ -34,13 +34,27 @@ def _mix(*words: int) -> int:
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields ``(index, epoch)`` for this process's share of a (seed, epoch)-determined order."""
+    """Yields ``(index, epoch)`` for this process's share of a (seed, epoch)-determined order.
+
+    The epoch comes from ``epoch_fn`` when given (the training loader derives it from the optimisation
+    step, which a resumed run restores exactly; Lightning's own epoch counter passed to ``set_epoch`` is
+    one ahead after resuming from an epoch-end checkpoint), else from ``set_epoch``.
+    """
 
     def __init__(
-        self, length: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False
+        self,
+        length: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        epoch_fn: Callable[[], int] | None = None,
     ) -> None:
         self.length, self.shuffle, self.seed = length, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch_fn = epoch_fn
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -49,10 +63,12 @@ class EpochSampler(Sampler[tuple[int, int]]):
     def _order(self) -> list[int]:
         if not self.shuffle:
             return list(range(self.length))
-        g = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+        g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
         return torch.randperm(self.length, generator=g).tolist()
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.epoch_fn is not None:
+            self.epoch = self.epoch_fn()
         order = self._order()
         if self.drop_last:
             order = order[: (self.length // self.world_size) * self.world_size]
@@ -78,7 +94,7 @@ class SeededDataset(Dataset):
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any]:
         index, epoch = item if isinstance(item, tuple) else (item, 0)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_mix(self.seed, epoch, index))
+            torch.manual_seed(mix_seed(self.seed, epoch, index))
             return self.dataset[index]
 
 
@@ -130,10 +146,14 @@ class DenseDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.dataset(split, train)
         rank, world = self._rank_world()
+        batch = self.cfg.batch_size if train else (self.cfg.val_batch_size or self.cfg.batch_size)
         sampler = EpochSampler(
             len(dataset), shuffle=train, seed=self.seed, rank=rank, world_size=world, drop_last=train
         )
-        batch = self.cfg.batch_size if train else (self.cfg.val_batch_size or self.cfg.batch_size)
+        trainer = getattr(self, "trainer", None)
+        if train and trainer is not None:
+            steps_per_epoch = max(len(sampler) // batch, 1)
+            sampler.epoch_fn = lambda: trainer.global_step // steps_per_epoch
         workers = self.cfg.num_workers
         return DataLoader(
             SeededDataset(dataset, self.seed),

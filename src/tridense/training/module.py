@@ -20,6 +20,7 @@ from tridense.layers.blocks import upsample_to
 from tridense.losses.multitask import MultiTaskLoss
 from tridense.metrics.multitask import TaskMetrics, flatten_results
 from tridense.training.config import EvalConfig, OptimConfig
+from tridense.training.data import mix_seed
 
 #: Metric of each task whose mean is ``val/score`` (all higher-is-better, fractions).
 SCORE_KEYS = {"depth": ("delta1", 1.0), "normals": ("within_22.5", 0.01), "semseg": ("miou", 1.0)}
@@ -90,8 +91,10 @@ class DenseModule(L.LightningModule):
         optim: OptimConfig,
         evaluation: EvalConfig,
         info: dict[str, Any] | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        self.seed = seed
         self.model = model
         self.loss = loss
         self.tasks = tuple(tasks)
@@ -120,6 +123,9 @@ class DenseModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        # Randomness inside a step (e.g. PAP's random pixel pairs) is a function of (seed, step, rank), so a
+        # resumed run draws exactly what the uninterrupted run drew.
+        torch.manual_seed(mix_seed(self.seed, self.global_step, self.global_rank))
         outputs = self.model(batch["image"])
         terms = self.loss(outputs, batch)
         self._check_finite(terms)

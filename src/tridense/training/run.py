@@ -163,12 +163,13 @@ def train(cfg: Config | None = None, *, overrides: list[str] | None = None, resu
     }
     module = DenseModule(
         model,
-        build_loss(cfg.loss, tasks, model),
+        build_loss(cfg.loss, tasks),
         tasks=tasks,
         num_classes=train_set.num_classes,
         optim=cfg.optim,
         evaluation=cfg.eval,
         info=info,
+        seed=cfg.seed,
     )
 
     checkpoint_cb = ModelCheckpoint(

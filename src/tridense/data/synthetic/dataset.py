@@ -35,6 +35,9 @@ class SyntheticScenes(DenseDataset):
         shadows: cast shadows (slower, more realistic).
         noise: sensor noise on the image.
         min_objects, max_objects: number of objects per room.
+        cache: keep every generated sample in memory (compactly: float16 normals, uint8 labels), so that
+            later epochs cost nothing; about 0.2 MB per sample at 120x160. Each DataLoader worker keeps
+            its own cache (use persistent workers, or none).
     """
 
     name: ClassVar[str] = "synthetic"
@@ -55,6 +58,7 @@ class SyntheticScenes(DenseDataset):
         noise: bool = True,
         min_objects: int = 3,
         max_objects: int = 15,
+        cache: bool = False,
         tasks: Sequence[str] | None = None,
         transform: Transform | None = None,
     ) -> None:
@@ -73,6 +77,8 @@ class SyntheticScenes(DenseDataset):
         self.seed = int(seed)
         self.sensor_invalid, self.shadows, self.noise = sensor_invalid, shadows, noise
         self.min_objects, self.max_objects = min_objects, max_objects
+        self.cache = cache
+        self._cache: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
         return self.length
@@ -82,6 +88,13 @@ class SyntheticScenes(DenseDataset):
         return intrinsics(self.size).astype(np.float32)
 
     def load(self, index: int) -> dict[str, Any]:
+        if self.cache:
+            if index not in self._cache:
+                self._cache[index] = _compact(self._generate(index))
+            return _expand(self._cache[index])
+        return self._generate(index)
+
+    def _generate(self, index: int) -> dict[str, Any]:
         seq = np.random.SeedSequence([self.seed, SPLITS[self.split], int(index)])
         scene_rng, render_rng = (np.random.Generator(np.random.PCG64(s)) for s in seq.spawn(2))
         scene = generate_scene(scene_rng, self.size, min_objects=self.min_objects, max_objects=self.max_objects)
@@ -94,6 +107,11 @@ class SyntheticScenes(DenseDataset):
             "seed": self.seed,
         }
         return raw
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cache"] = {}  # workers start empty rather than copying the parent's cache
+        return state
 
     def info(self) -> dict[str, Any]:
         """What ``meta.json`` records when the dataset is written to disk."""
@@ -116,3 +134,23 @@ class SyntheticScenes(DenseDataset):
                 )
             ),
         }
+
+
+def _compact(raw: dict[str, Any]) -> dict[str, Any]:
+    """A cached copy: labels as uint8/uint16, normals as float16 (error < 0.05 degree)."""
+    out = dict(raw)
+    out["normals"] = raw["normals"].astype(np.float16)
+    out["semseg"] = raw["semseg"].astype(np.uint8)
+    out["instances"] = raw["instances"].astype(np.uint16)
+    return out
+
+
+def _expand(cached: dict[str, Any]) -> dict[str, Any]:
+    out = dict(cached)
+    normals = cached["normals"].astype(np.float32)
+    norm = np.linalg.norm(normals, axis=-1, keepdims=True)
+    out["normals"] = np.where(norm > 0, normals / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
+    out["semseg"] = cached["semseg"].astype(np.int64)
+    out["instances"] = cached["instances"].astype(np.int64)
+    out["meta"] = dict(cached["meta"])
+    return out

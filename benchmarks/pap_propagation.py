@@ -1,0 +1,290 @@
+"""Speed and peak memory of PAP's propagation layer (:mod:`tridense.layers.affinity`) per mode.
+
+Prints one JSON object per line: ``n`` (positions), ``size``, ``channels`` (affinity embedding), ``values``
+(diffused channels of all tasks), ``mode`` (asked) and ``resolved`` (what ``auto`` chose), ``pass``
+(``forward``: inference under ``no_grad``; ``train``: forward + backward), ``seconds`` (median of the timed
+repeats), ``seconds_min``, ``peak_mb``, ``device``, ``similarity``, ``iterations``, ``batch``, ``tasks``,
+``subsample``, ``threads``, ``load`` (1-minute load average when the case started: the timings are only
+comparable on an otherwise idle machine). A case that cannot run has an ``error`` key instead.
+
+Defaults follow the paper at 480x640 input: affinity learned at 1/16, 1/8 and 1/4 scale (30x40, 60x80,
+120x160), 3 tasks with 2C = 128 input and C = 64 embedding channels, diffusing per task the initial
+prediction (1 + 3 + 40 channels: depth, normals, NYU-40 segmentation) and 64 task-feature channels, T = 4,
+and all N x N pairs (``--subsample 1``; the paper's ``--subsample 2`` divides the pair work by 4).
+
+Peak memory. CPU: every case runs in fresh Python processes. ``peak_mb`` is the growth of the peak
+resident set (``ru_maxrss``) over the resident set just before one pass, in a process started with
+``MALLOC_MMAP_THRESHOLD_=65536`` so that glibc returns every freed buffer to the OS and the resident set
+follows the live tensors (autograd's saved tensors and the gradients included; the module, its inputs
+and the libraries are in the baseline). The timing runs in a second process with the default allocator
+(warm-up pass, then ``--repeats`` timed passes); its own peak is ``rss_peak_mb``, which includes glibc's
+retained free memory. CUDA: ``torch.cuda.max_memory_allocated`` over the memory allocated before the
+pass. Cases whose dense matrices would not fit in the available memory (with a margin) are reported as
+errors without running them.
+
+    python benchmarks/pap_propagation.py                                   # CPU, the paper's three scales
+    python benchmarks/pap_propagation.py --sizes 60x80 --modes dense chunked --passes train
+    python benchmarks/pap_propagation.py --device cuda --batch 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from tridense.layers.affinity import (
+    MODES,
+    PatternAffinitivePropagation,
+    choose_mode,
+    dense_bytes,
+    pooled_size,
+)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    h, _, w = text.lower().partition("x")
+    return int(h), int(w)
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def available_mb() -> float:
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":", 1) for line in f)
+    return int(info["MemAvailable"].split()[0]) / 1024
+
+
+def build(args: argparse.Namespace, size: tuple[int, int], mode: str, device: torch.device):
+    """The layer and its inputs: per task features (B, 2C, H, W) and signals [prediction, features]."""
+    preds = [int(c) for c in args.pred_channels.split(",")]
+    layer = PatternAffinitivePropagation(
+        [args.in_channels] * len(preds),
+        args.channels,
+        similarity=args.similarity,
+        iterations=args.iterations,
+        subsample=args.subsample,
+        mode=mode,
+        memory_budget_mb=args.budget_mb,
+    ).to(device)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    features = [
+        (0.1 * torch.randn(args.batch, args.in_channels, *size, generator=gen)).to(device).requires_grad_()
+        for _ in preds
+    ]
+    signals = [
+        [
+            torch.randn(args.batch, p, *size, generator=gen).to(device).requires_grad_(),
+            torch.randn(args.batch, args.feature_channels, *size, generator=gen).to(device).requires_grad_(),
+        ]
+        for p in preds
+    ]
+    return layer, features, signals
+
+
+def run_pass(layer, features, signals, train: bool) -> None:
+    if train:
+        out = layer(features, signals)
+        loss = sum(o.square().mean() for group in out for o in group)
+        loss.backward()
+        for t in [*features, *(s for g in signals for s in g), *layer.parameters()]:
+            t.grad = None
+    else:
+        with torch.no_grad():
+            layer(features, signals)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """One case in this (fresh) process: ``--measure peak`` runs one pass, ``--measure time`` the repeats."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    size = parse_size(args.sizes[0])
+    mode, train = args.modes[0], args.passes[0] == "train"
+    layer, features, signals = build(args, size, mode, device)
+    ph, pw = pooled_size(size, args.subsample)
+    resolved = choose_mode(
+        mode,
+        similarity=args.similarity,
+        batch=args.batch,
+        tasks=len(features),
+        n=size[0] * size[1],
+        m=ph * pw,
+        device=device,
+        training=train,
+        memory_budget_mb=args.budget_mb,
+    )
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        sync()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = current_rss_mb()
+    run_pass(layer, features, signals, train)  # first pass: the peak (and warm kernels and allocator)
+    sync()
+    peak = (
+        (torch.cuda.max_memory_allocated() - base) / 2**20 if device.type == "cuda" else peak_rss_mb() - base
+    )
+    if args.measure == "peak":
+        return {"peak_mb": round(peak, 1), "resolved": resolved}
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        run_pass(layer, features, signals, train)
+        sync()
+        times.append(time.perf_counter() - start)
+    return {
+        "seconds": round(statistics.median(times), 3),
+        "seconds_min": round(min(times), 3),
+        "rss_peak_mb": round(peak, 1),
+    }
+
+
+def case_record(args: argparse.Namespace, size: tuple[int, int], mode: str, pass_: str) -> dict:
+    preds = [int(c) for c in args.pred_channels.split(",")]
+    return {
+        "n": size[0] * size[1],
+        "size": f"{size[0]}x{size[1]}",
+        "channels": args.channels,
+        "values": sum(preds) + len(preds) * args.feature_channels,
+        "mode": mode,
+        "pass": pass_,
+        "device": args.device,
+        "similarity": args.similarity,
+        "iterations": args.iterations,
+        "batch": args.batch,
+        "tasks": len(preds),
+        "subsample": args.subsample,
+        "threads": args.threads,
+    }
+
+
+def dense_guard(args: argparse.Namespace, size: tuple[int, int], mode: str, pass_: str) -> str | None:
+    """An error message when the dense matrices of this case would not fit in the free memory."""
+    preds = len(args.pred_channels.split(","))
+    ph, pw = pooled_size(size, args.subsample)
+    n, m = size[0] * size[1], ph * pw
+    train = pass_ == "train"
+    device = torch.device(args.device)
+    resolved = choose_mode(
+        mode,
+        similarity=args.similarity,
+        batch=args.batch,
+        tasks=preds,
+        n=n,
+        m=m,
+        device=device,
+        training=train,
+        memory_budget_mb=args.budget_mb,
+    )
+    if resolved != "dense":
+        return None
+    need = dense_bytes(args.batch, preds, n, m, training=train) / 2**20
+    free = torch.cuda.mem_get_info()[0] / 2**20 if device.type == "cuda" else available_mb()
+    if need * 1.15 > free * args.memory_fraction:
+        return f"dense matrices need ~{need:.0f} MiB, only {free:.0f} MiB available (x{args.memory_fraction})"
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["30x40", "60x80", "120x160"], help="H x W grids")
+    parser.add_argument("--modes", nargs="+", default=["dense", "fused", "chunked", "auto"], choices=MODES)
+    parser.add_argument("--passes", nargs="+", default=["forward", "train"], choices=["forward", "train"])
+    parser.add_argument("--channels", type=int, default=64, help="affinity embedding channels C")
+    parser.add_argument(
+        "--in-channels", type=int, default=128, help="task feature channels (2C in the paper)"
+    )
+    parser.add_argument("--pred-channels", default="1,3,40", help="initial prediction channels per task")
+    parser.add_argument("--feature-channels", type=int, default=64, help="diffused task-feature channels")
+    parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--similarity", default="dot", choices=["dot", "l2", "l1"])
+    parser.add_argument("--subsample", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--budget-mb", type=float, default=256.0, help="memory budget of mode auto")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--memory-fraction", type=float, default=0.8, help="share of free memory a case may use"
+    )
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
+    parser.add_argument("--one-case", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", default="time", choices=["peak", "time"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one_case:
+        print(json.dumps(measure(args)), flush=True)
+        return
+    for text in args.sizes:
+        size = parse_size(text)
+        for pass_ in args.passes:
+            for mode in args.modes:
+                record = case_record(args, size, mode, pass_)
+                record["load"] = round(os.getloadavg()[0], 2)  # other work on the machine skews the timing
+                error = dense_guard(args, size, mode, pass_)
+                if error is None:
+                    record.update(run_case(args, text, mode, pass_))
+                else:
+                    record["error"] = error
+                print(json.dumps(record), flush=True)
+
+
+def run_case(args: argparse.Namespace, size: str, mode: str, pass_: str) -> dict:
+    """Run one case in fresh interpreters: the peak with glibc's mmap threshold at 64 KiB, then the timing."""
+    argv = [sys.executable, __file__, "--one-case", "--sizes", size, "--modes", mode, "--passes", pass_]
+    for key in (
+        "channels",
+        "in_channels",
+        "pred_channels",
+        "feature_channels",
+        "iterations",
+        "similarity",
+        "subsample",
+        "batch",
+        "repeats",
+        "budget_mb",
+        "device",
+        "threads",
+    ):
+        argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    result: dict = {}
+    for what in ("peak", "time"):
+        env = dict(os.environ)
+        if what == "peak" and args.device == "cpu":
+            env["MALLOC_MMAP_THRESHOLD_"] = (
+                "65536"  # freed buffers go back to the OS: RSS follows live tensors
+            )
+        try:
+            done = subprocess.run(
+                [*argv, "--measure", what],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=args.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return {**result, "error": f"{what} run timed out after {args.timeout:.0f} s"}
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or [""])[-1]
+            return {**result, "error": f"{what} run: exit status {done.returncode} {tail}".strip()}
+        result.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""PAP: Pattern-Affinitive Propagation across depth, surface normals and segmentation (Zhang et al., CVPR 2019).
+
+The network of the paper's section 4 (Fig. 2):
+
+1. a shared encoder; its features at every stride from the affinity scale s to 32 (the last convolutional
+   features upsampled, and the multi-scale features, the "grey dots") are projected, resized to stride s
+   and concatenated;
+2. one task-specific network per task: a 1x1 fusion, two residual blocks -> task features F_t (2C
+   channels) and, after a 3x3 convolution, the task's *initial prediction* (supervised);
+3. the propagation (section 4.2-4.3, :class:`~tridense.layers.affinity.PatternAffinitivePropagation`): an
+   affinity matrix per task from F_t, combined across tasks with learned weights (eq. 1), diffusing both the
+   initial prediction and F_t of each task (eq. 2, 4). ``propagation`` swaps it for the baselines of Table 2
+   in the same place: ``"cross_stitch"`` (Misra et al.), ``"cspn"`` (Cheng et al.) or ``"none"``;
+4. the reconstruction network: per stage a shared and a task-specific up-projection block (Laina et al.),
+   concatenated; after log2(s) - 1 stages a residual block and a convolution give the final prediction at
+   half the input size, upsampled to the input. Without it (``reconstruction=False``, the first rows of
+   Table 2) the final prediction is the (diffused) initial prediction, upsampled.
+
+Outputs follow the model contract; ``aux["initial"]`` holds the initial predictions at stride s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from tridense.data.sample import TASKS
+from tridense.errors import ConfigError
+from tridense.layers.affinity import PatternAffinitivePropagation
+from tridense.layers.blocks import ConvBNReLU, ResidualBlock, UpProjection, upsample_to
+from tridense.layers.cross_stitch import CrossStitch
+from tridense.layers.cspn import SpatialPropagation
+from tridense.models.baseline import check_tasks
+from tridense.models.encoder import Encoder
+from tridense.models.heads import activate, init_depth_bias
+from tridense.models.heads import task_channels as output_channels
+from tridense.models.registry import register_model
+
+PROPAGATIONS = ("pap", "cross_stitch", "cspn", "none")
+AFFINITY_SCALES = (4, 8, 16)
+
+
+class TaskNetwork(nn.Module):
+    """Fusion of the multi-scale encoder features, two residual blocks, and the initial prediction."""
+
+    def __init__(self, in_channels: int, channels: int, out_channels: int, task: str) -> None:
+        super().__init__()
+        self.fuse = ConvBNReLU(in_channels, channels, kernel_size=1)
+        self.blocks = nn.Sequential(ResidualBlock(channels), ResidualBlock(channels))
+        self.initial = nn.Conv2d(channels, out_channels, 3, padding=1)
+        if task == "depth":
+            init_depth_bias(self.initial)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.blocks(self.fuse(x))
+        return features, self.initial(features)
+
+
+class Reconstruction(nn.Module):
+    """Per stage: shared and task-specific up-projection, concatenated; then a residual block and the head.
+
+    The shared blocks are passed in (one set for all tasks), so their weights are shared across tasks.
+    """
+
+    def __init__(self, in_channels: int, channels: int, out_channels: int, stages: int, task: str) -> None:
+        super().__init__()
+        self.inp = ConvBNReLU(in_channels, channels, kernel_size=1)
+        self.task_up = nn.ModuleList(UpProjection(channels, channels // 2) for _ in range(stages))
+        self.refine = ResidualBlock(channels)
+        self.head = nn.Conv2d(channels, out_channels, 3, padding=1)
+        if task == "depth":
+            init_depth_bias(self.head)
+
+    def forward(self, x: torch.Tensor, shared_up: nn.ModuleList) -> torch.Tensor:
+        x = self.inp(x)
+        for shared, own in zip(shared_up, self.task_up, strict=True):
+            x = torch.cat([shared(x), own(x)], dim=1)  # (B, channels, 2h, 2w)
+        return self.head(self.refine(x))
+
+
+class PAPNet(nn.Module):
+    """Pattern-Affinitive Propagation network (see the module docstring).
+
+    Args:
+        encoder: the shared backbone.
+        tasks: tasks to predict (any non-empty subset; PAP combines the affinities of all of them).
+        num_classes: segmentation classes.
+        affinity_scale: stride s of the affinity matrices: 16, 8 or 4 (1/16, 1/8, 1/4 of the input).
+        task_channels: width 2C of the task networks' features.
+        affinity_channels: width C of the affinity embedding (default task_channels / 2).
+        lateral_channels: width of each projected encoder level before fusion.
+        propagation: ``"pap"``, ``"cross_stitch"``, ``"cspn"`` or ``"none"``.
+        similarity, cross_task, iterations, beta, learn_beta, subsample, mode: see
+            :class:`~tridense.layers.affinity.PatternAffinitivePropagation` (``iterations`` also drives CSPN).
+        reconstruction: use the reconstruction network (else the diffused initial prediction is final).
+        recon_channels: width of the reconstruction network.
+        min_depth: lower bound of predicted depth (metres).
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        tasks: Sequence[str] = TASKS,
+        num_classes: int | None = None,
+        affinity_scale: int = 8,
+        task_channels: int = 128,
+        affinity_channels: int | None = None,
+        lateral_channels: int = 64,
+        propagation: str = "pap",
+        similarity: str = "dot",
+        cross_task: bool = True,
+        iterations: int = 4,
+        beta: float = 0.05,
+        learn_beta: bool = False,
+        subsample: int = 2,
+        mode: str = "auto",
+        reconstruction: bool = True,
+        recon_channels: int = 64,
+        min_depth: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.tasks = check_tasks(tasks)
+        if affinity_scale not in AFFINITY_SCALES:
+            raise ConfigError(f"affinity_scale must be one of {AFFINITY_SCALES} (1/16, 1/8, 1/4), got {affinity_scale}")
+        if propagation not in PROPAGATIONS:
+            raise ConfigError(f"unknown propagation {propagation!r}; valid: {list(PROPAGATIONS)}")
+        self.encoder = encoder
+        self.num_classes = num_classes
+        self.affinity_scale = affinity_scale
+        self.propagation = propagation
+        self.min_depth = min_depth
+        self.out_channels = {t: output_channels(t, num_classes) for t in self.tasks}
+
+        # Multi-scale fusion inputs: one level per stride from s to 32 (the deepest of each stride).
+        by_stride: dict[int, int] = {}
+        for i, r in enumerate(encoder.reductions):
+            if affinity_scale <= r <= 32:
+                by_stride[r] = i
+        if affinity_scale not in by_stride:
+            raise ConfigError(
+                f"encoder {encoder.name} has no features at stride {affinity_scale}: {encoder.reductions}"
+            )
+        self.levels = [by_stride[r] for r in sorted(by_stride)]
+        self.laterals = nn.ModuleList(nn.Conv2d(encoder.channels[i], lateral_channels, 1) for i in self.levels)
+        fused = lateral_channels * len(self.levels)
+        self.task_nets = nn.ModuleDict(
+            {t: TaskNetwork(fused, task_channels, self.out_channels[t], t) for t in self.tasks}
+        )
+
+        if propagation == "pap":
+            self.pap = PatternAffinitivePropagation(
+                task_channels,
+                affinity_channels or task_channels // 2,
+                num_tasks=len(self.tasks),
+                similarity=similarity,
+                cross_task=cross_task,
+                iterations=iterations,
+                beta=beta,
+                learn_beta=learn_beta,
+                subsample=subsample,
+                mode=mode,
+            )
+        elif propagation == "cross_stitch":
+            self.cross_stitch = CrossStitch(len(self.tasks), task_channels)
+        elif propagation == "cspn":
+            self.cspn = nn.ModuleDict({t: SpatialPropagation(task_channels, iterations) for t in self.tasks})
+
+        self.reconstruction = reconstruction
+        if reconstruction:
+            stages = int(math.log2(affinity_scale)) - 1
+            self.shared_up = nn.ModuleList(UpProjection(recon_channels, recon_channels // 2) for _ in range(stages))
+            self.recon = nn.ModuleDict(
+                {
+                    t: Reconstruction(
+                        task_channels + self.out_channels[t], recon_channels, self.out_channels[t], stages, t
+                    )
+                    for t in self.tasks
+                }
+            )
+
+    # ----------------------------------------------------------------------------------------------
+    def task_features(self, image: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Task features F_t (B, 2C, h, w) and raw initial predictions at stride s."""
+        feats = self.encoder(image)
+        grid = feats[self.levels[0]].shape[-2:]
+        multi = torch.cat(
+            [upsample_to(lat(feats[i]), grid) for lat, i in zip(self.laterals, self.levels, strict=True)], dim=1
+        )
+        features, initial = {}, {}
+        for task, net in self.task_nets.items():
+            features[task], initial[task] = net(multi)
+        return features, initial
+
+    def propagate(
+        self, features: dict[str, torch.Tensor], initial: dict[str, torch.Tensor], iterations: int | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The cross-task / task-specific propagation (or the baseline in its place)."""
+        if self.propagation == "pap":
+            diffused = self.pap(
+                [features[t] for t in self.tasks], [[initial[t], features[t]] for t in self.tasks], iterations
+            )
+            return (
+                {t: d[1] for t, d in zip(self.tasks, diffused, strict=True)},
+                {t: d[0] for t, d in zip(self.tasks, diffused, strict=True)},
+            )
+        if self.propagation == "cross_stitch":
+            mixed = self.cross_stitch([features[t] for t in self.tasks])
+            return dict(zip(self.tasks, mixed, strict=True)), initial
+        if self.propagation == "cspn":
+            out_f, out_i = {}, {}
+            for task in self.tasks:
+                c = initial[task].shape[1]
+                both = self.cspn[task](features[task], torch.cat([initial[task], features[task]], dim=1), iterations)
+                out_i[task], out_f[task] = both[:, :c], both[:, c:]
+            return out_f, out_i
+        return features, initial
+
+    def forward(self, image: torch.Tensor, iterations: int | None = None) -> dict[str, Any]:
+        size = image.shape[-2:]
+        features, initial = self.task_features(image)
+        features, diffused = self.propagate(features, initial, iterations)
+        out: dict[str, Any] = {
+            "aux": {"initial": {t: activate(t, initial[t], min_depth=self.min_depth) for t in self.tasks}}
+        }
+        for task in self.tasks:
+            if self.reconstruction:
+                raw = self.recon[task](torch.cat([features[task], diffused[task]], dim=1), self.shared_up)
+            else:
+                raw = diffused[task]
+            out[task] = activate(task, upsample_to(raw, size), min_depth=self.min_depth)
+        return out
+
+    def set_iterations(self, iterations: int) -> None:
+        """Change the diffusion steps T (e.g. at test time, the paper's Fig. 4)."""
+        if self.propagation == "pap":
+            self.pap.iterations = iterations
+        elif self.propagation == "cspn":
+            for module in self.cspn.values():
+                module.iterations = iterations
+
+    @torch.no_grad()
+    def affinity_maps(self, image: torch.Tensor, position: tuple[int, int]) -> dict[str, dict[str, torch.Tensor]]:
+        """Affinity maps of the pixel at ``position`` (row, col of the input) for every task (Fig. 5).
+
+        Returns {task: {"single": its own matrix's row, "combined": the cross-task row}}, each (h', w') on
+        the key grid (stride s, times ``subsample``).
+        """
+        if self.propagation != "pap":
+            raise ConfigError("affinity maps exist only for propagation='pap'")
+        features, _ = self.task_features(image)
+        h, w = features[self.tasks[0]].shape[-2:]
+        row = min(int(position[0] * h / image.shape[-2]), h - 1)
+        col = min(int(position[1] * w / image.shape[-1]), w - 1)
+        feats = [features[t] for t in self.tasks]
+        out = {}
+        for i, task in enumerate(self.tasks):
+            single, combined = self.pap.affinity_map(feats, i, (row, col))
+            out[task] = {"single": single[0, i], "combined": combined[0]}
+        return out
+
+
+def _pap(encoder: str, pretrained: bool | str, **kwargs: Any) -> PAPNet:
+    return PAPNet(Encoder(encoder, pretrained=pretrained), **kwargs)
+
+
+@register_model
+def pap(
+    *,
+    encoder: str = "resnet18",
+    pretrained: bool | str = False,
+    tasks: Sequence[str] = TASKS,
+    num_classes: int | None = None,
+    **kwargs: Any,
+) -> PAPNet:
+    """PAP network (affinity at 1/8, cross-task + task-specific propagation, reconstruction); any encoder."""
+    return _pap(encoder, pretrained, tasks=tasks, num_classes=num_classes, **kwargs)
+
+
+@register_model
+def pap_resnet18(
+    *, pretrained: bool | str = False, tasks: Sequence[str] = TASKS, num_classes: int | None = None, **kwargs: Any
+) -> PAPNet:
+    """PAP with a ResNet-18 encoder (the paper's ablation backbone)."""
+    return _pap("resnet18", pretrained, tasks=tasks, num_classes=num_classes, **kwargs)
+
+
+@register_model
+def pap_resnet50(
+    *, pretrained: bool | str = False, tasks: Sequence[str] = TASKS, num_classes: int | None = None, **kwargs: Any
+) -> PAPNet:
+    """PAP with a ResNet-50 encoder (the paper's comparison backbone)."""
+    return _pap("resnet50", pretrained, tasks=tasks, num_classes=num_classes, **kwargs)
+
+
+@register_model
+def pap_vgg16_bn(
+    *, pretrained: bool | str = False, tasks: Sequence[str] = TASKS, num_classes: int | None = None, **kwargs: Any
+) -> PAPNet:
+    """PAP with a VGG-16-BN encoder (the paper's surface-normal comparison)."""
+    return _pap("vgg16_bn", pretrained, tasks=tasks, num_classes=num_classes, **kwargs)
+
+
+@register_model
+def cross_stitch(
+    *,
+    encoder: str = "resnet18",
+    pretrained: bool | str = False,
+    tasks: Sequence[str] = TASKS,
+    num_classes: int | None = None,
+    **kwargs: Any,
+) -> PAPNet:
+    """Baseline of PAP's Table 2: cross-stitch units in place of the affinity propagation."""
+    return _pap(encoder, pretrained, tasks=tasks, num_classes=num_classes, propagation="cross_stitch", **kwargs)
+
+
+@register_model
+def cspn(
+    *,
+    encoder: str = "resnet18",
+    pretrained: bool | str = False,
+    tasks: Sequence[str] = TASKS,
+    num_classes: int | None = None,
+    **kwargs: Any,
+) -> PAPNet:
+    """Baseline of PAP's Table 2: convolutional spatial propagation (local) in place of PAP's."""
+    return _pap(encoder, pretrained, tasks=tasks, num_classes=num_classes, propagation="cspn", **kwargs)

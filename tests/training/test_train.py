@@ -1,0 +1,185 @@
+"""Training end to end: the run folder, kill-and-resume determinism, divergence, DDP on two CPU processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tridense.checkpoints import read_checkpoint
+from tridense.errors import ConfigError
+from tridense.training.config import load_config
+from tridense.training.run import train
+
+TINY = [
+    "data.size=[32,48]",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.split_args={train: {length: 16}, val: {length: 4}, test: {length: 4}}",
+    "trainer.progress_bar=false",
+    "trainer.precision=32-true",
+    "eval.panel_samples=2",
+]
+
+
+def _run_cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "tridense", *args], capture_output=True, text=True, env=env, **kwargs)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_run_folder_contents(tmp_path):
+    run = train(load_config(None, [*TINY, f"run_dir={tmp_path / 'run'}", "trainer.max_steps=8"]))
+    for rel in (
+        "config.yaml",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "metrics/test.json",
+        "metrics/test.md",
+        "summary.json",
+        "logs/csv/metrics.csv",
+    ):
+        assert (run / rel).is_file(), rel
+    assert list((run / "panels").glob("step_*.png"))
+    result = json.loads((run / "metrics" / "test.json").read_text())
+    assert result["checkpoint"].endswith("best.ckpt")
+    assert set(result["results"]) == {"depth", "normals", "semseg"}
+    assert 0 <= result["results"]["depth"]["delta1"] <= 1
+    # The checkpoint is self-describing and loads with weights_only=True.
+    checkpoint = read_checkpoint(run / "checkpoints" / "best.ckpt")
+    assert checkpoint["tridense"]["tasks"] == ["depth", "normals", "semseg"]
+    # A second run into the same folder is refused: nothing the user had is overwritten.
+    with pytest.raises(ConfigError, match="exists"):
+        train(load_config(None, [*TINY, f"run_dir={run}", "trainer.max_steps=8"]))
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path):
+    """SIGKILL mid-training, resume from the last epoch-end checkpoint: same final weights and metrics."""
+    common = [
+        *TINY,
+        "model.name=pap",
+        "loss.extra={pairwise: {pairs: 50}}",
+        "trainer.max_steps=16",
+        "trainer.deterministic=true",
+    ]
+    straight = train(load_config(None, [*common, f"run_dir={tmp_path / 'straight'}"]))
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tridense", "train", *common, f"run_dir={killed}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics" / "test.json").exists()
+    resumed = _run_cli(["train", "--resume", str(killed)], timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    a = read_checkpoint(straight / "checkpoints" / "last.ckpt")
+    b = read_checkpoint(killed / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 16
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    ra = json.loads((straight / "metrics" / "test.json").read_text())["results"]
+    rb = json.loads((killed / "metrics" / "test.json").read_text())["results"]
+    assert ra == rb
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    with pytest.raises(ConfigError, match=r"no checkpoints/last\.ckpt"):
+        train(resume=tmp_path)
+    with pytest.raises(ConfigError, match=r"no config\.yaml"):
+        train(resume=tmp_path / "nothing")
+
+
+def test_non_finite_loss_stops_with_the_term_named(tmp_path, monkeypatch):
+    from tridense.losses import multitask
+    from tridense.training.module import TrainingDivergedError
+
+    original = multitask.DepthLoss.forward
+    calls = {"n": 0}
+
+    def exploding(self, pred, batch):
+        calls["n"] += 1
+        value = original(self, pred, batch)
+        return value * float("nan") if calls["n"] > 5 else value
+
+    monkeypatch.setattr(multitask.DepthLoss, "forward", exploding)
+    run_dir = tmp_path / "run"
+    cfg = load_config(None, [*TINY, f"run_dir={run_dir}", "trainer.max_steps=12", "eval.panel_samples=0"])
+    with pytest.raises(TrainingDivergedError, match=r"depth = nan") as info:
+        train(cfg)
+    assert "step 5" in str(info.value)
+    # The checkpoint of the first epoch (4 steps) was written and is intact.
+    checkpoint = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 4
+
+
+def test_freeze_and_init_from_checkpoint(tmp_path):
+    """The staged protocol: train, then initialise from it, freeze a branch, and train another task."""
+    first = train(load_config(None, [*TINY, f"run_dir={tmp_path / 'a'}", "trainer.max_steps=4"]))
+    source = read_checkpoint(first / "checkpoints" / "last.ckpt")["state_dict"]
+    second = train(
+        load_config(
+            None,
+            [
+                *TINY,
+                f"run_dir={tmp_path / 'b'}",
+                "trainer.max_steps=4",
+                "data.tasks=[depth]",
+                "model.args={tasks: [depth, normals]}",
+                f"init.checkpoint={first / 'checkpoints' / 'last.ckpt'}",
+                "init.freeze=['decoders.normals.*', 'heads.normals.*']",
+            ],
+        )
+    )
+    after = read_checkpoint(second / "checkpoints" / "last.ckpt")["state_dict"]
+    for key, value in after.items():
+        if ".normals." in key:  # frozen branch: weights and batch-norm statistics unchanged
+            torch.testing.assert_close(value, source[key], rtol=0, atol=0, msg=key)
+    changed = [k for k in after if k.startswith("model.decoders.depth") and not torch.equal(after[k], source[k])]
+    assert changed
+    info = json.loads((second / "metrics" / "test.json").read_text())
+    assert set(info["results"]) == {"depth"}
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tmp_path):
+    run_dir = tmp_path / "ddp"
+    result = _run_cli(
+        [
+            "train",
+            *TINY,
+            f"run_dir={run_dir}",
+            "trainer.max_steps=4",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.strategy=ddp",
+        ],
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    results = json.loads((run_dir / "metrics" / "test.json").read_text())["results"]
+    assert set(results) == {"depth", "normals", "semseg"}
