@@ -151,3 +151,22 @@ def test_getitem_returns_the_tensor_contract():
     assert sample["semseg"].shape == SIZE and str(sample["semseg"].dtype) == "torch.int64"
     assert sample["K"].shape == (3, 3)
     assert sample["meta"]["dataset"] == "synthetic"
+
+
+def test_cache_keeps_samples_and_auto_caches_only_small_splits():
+    small = SyntheticScenes("val", size=(24, 32), length=3)
+    assert small.cache  # 3 x 24 x 32 pixels: far below the 1 GiB of cache=None
+    assert not SyntheticScenes("train", size=(480, 640), length=20000).cache
+    plain = SyntheticScenes("val", size=(24, 32), length=3, cache=False)
+    first, again, reference = small.load(1), small.load(1), plain.load(1)
+    assert 1 in small._cache and not plain._cache
+    np.testing.assert_array_equal(first["image"], reference["image"])
+    np.testing.assert_array_equal(first["depth"], reference["depth"])
+    np.testing.assert_array_equal(first["semseg"], reference["semseg"])
+    np.testing.assert_allclose(first["normals"], reference["normals"], atol=2e-3)  # stored as float16
+    np.testing.assert_array_equal(first["normals"], again["normals"])
+    again["depth"][:] = -1.0  # a caller that modifies its sample does not change the cache
+    assert (small.load(1)["depth"] >= 0).all()
+    import pickle
+
+    assert pickle.loads(pickle.dumps(small))._cache == {}  # workers start with an empty cache

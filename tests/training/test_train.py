@@ -26,6 +26,7 @@ TINY = [
     "data.split_args={train: {length: 16}, val: {length: 4}, test: {length: 4}}",
     "trainer.progress_bar=false",
     "trainer.precision=32-true",
+    "trainer.val_every_n_steps=null",  # validate at every epoch end
     "eval.panel_samples=2",
 ]
 

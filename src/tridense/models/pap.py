@@ -108,9 +108,9 @@ class PAPNet(nn.Module):
         tasks: Sequence[str] = TASKS,
         num_classes: int | None = None,
         affinity_scale: int = 8,
-        task_channels: int = 128,
+        task_channels: int = 64,
         affinity_channels: int | None = None,
-        lateral_channels: int = 64,
+        lateral_channels: int = 32,
         propagation: str = "pap",
         similarity: str = "dot",
         cross_task: bool = True,
@@ -120,7 +120,7 @@ class PAPNet(nn.Module):
         subsample: int = 2,
         mode: str = "auto",
         reconstruction: bool = True,
-        recon_channels: int = 64,
+        recon_channels: int = 32,
         min_depth: float = 1e-3,
     ) -> None:
         super().__init__()

@@ -27,7 +27,7 @@ from tridense.errors import ConfigError
 @dataclass
 class ModelConfig:
     #: Registered model name (``tridense info`` lists them).
-    name: str = "mtl_baseline"
+    name: str = "pap"
     #: timm encoder name.
     encoder: str = "resnet18"
     #: false, true (timm hub, needs a network) or a local weights file.
@@ -60,7 +60,7 @@ class DataConfig:
     #: Per-split keyword arguments, e.g. ``{train: {length: 4000}}``.
     split_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Network input size [H, W]; null keeps the dataset's own size.
-    size: list[int] | None = field(default_factory=lambda: [120, 160])
+    size: list[int] | None = field(default_factory=lambda: [96, 128])
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"
@@ -83,21 +83,21 @@ class LossConfig:
     #: Weight of supervised auxiliary predictions (``aux[stage]``), e.g. ``{initial: 1.0}``.
     aux_weights: dict[str, float] = field(default_factory=lambda: {"initial": 1.0})
     #: Method-specific terms: ``pairwise: {weight: 0.2, pairs: 300}`` (PAP).
-    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, dict[str, Any]] = field(default_factory=lambda: {"pairwise": {"weight": 0.2, "pairs": 300}})
 
 
 @dataclass
 class OptimConfig:
     #: adam, adamw or sgd.
     optimizer: str = "adamw"
-    lr: float = 1e-3
+    lr: float = 2e-3
     #: Learning rate of the encoder (default: ``lr``); PAP and GAD use a smaller one for pretrained encoders.
     encoder_lr: float | None = None
     weight_decay: float = 1e-4
     momentum: float = 0.9
     #: constant, poly, step or cosine (per optimisation step), after a linear warm-up.
     schedule: str = "poly"
-    warmup_steps: int = 0
+    warmup_steps: int = 100
     poly_power: float = 0.9
     #: For ``step``: multiply by ``gamma`` every ``step_every`` steps.
     step_every: int = 1000
@@ -109,10 +109,11 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    max_steps: int = -1
+    #: -1: no step limit (then ``max_epochs`` or ``max_time`` ends training).
+    max_steps: int = 1600
     max_epochs: int | None = None
     #: Wall-clock limit "DD:HH:MM:SS" (a safety net; training then stops and the best checkpoint is tested).
-    max_time: str | None = None
+    max_time: str | None = "00:00:09:30"
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1
@@ -122,7 +123,7 @@ class TrainerConfig:
     precision: str = "auto"
     #: Validate every n epochs, or every ``val_every_n_steps`` steps when set.
     val_every_n_epochs: int = 1
-    val_every_n_steps: int | None = None
+    val_every_n_steps: int | None = 400
     limit_val_batches: float | int = 1.0
     log_every_n_steps: int = 20
     #: Bitwise reproducible runs (slower on GPU).

@@ -15,7 +15,12 @@ from tridense.errors import DataError
 
 #: Split codes mixed into the seed: train, val and test scenes come from disjoint seed sequences.
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
-DEFAULT_LENGTH: dict[str, int] = {"train": 20000, "val": 200, "test": 500}
+DEFAULT_LENGTH: dict[str, int] = {"train": 2000, "val": 100, "test": 500}
+#: ``cache=None`` keeps the generated samples in memory when the split needs at most this much.
+AUTO_CACHE_BYTES = 1 << 30
+#: Bytes per pixel of a compact cached sample (uint8 image, float32 depth, float16 normals, uint8 labels,
+#: uint16 instances).
+CACHED_BYTES_PER_PIXEL = 3 + 4 + 6 + 1 + 2
 
 
 class SyntheticScenes(DenseDataset):
@@ -29,15 +34,17 @@ class SyntheticScenes(DenseDataset):
     Args:
         split: ``train``, ``val`` or ``test``.
         size: output (H, W); intrinsics are NYU's scaled to it.
-        length: number of samples (default 20000 / 200 / 500).
+        length: number of samples (default 2000 / 100 / 500; train scenes are drawn again with fresh
+            augmentation every epoch).
         seed: base seed; different seeds give different datasets.
         sensor_invalid: mark depth invalid on window glass and at some depth edges, as a real sensor.
         shadows: cast shadows (slower, more realistic).
         noise: sensor noise on the image.
         min_objects, max_objects: number of objects per room.
         cache: keep every generated sample in memory (compactly: float16 normals, uint8 labels), so that
-            later epochs cost nothing; about 0.2 MB per sample at 120x160. Each DataLoader worker keeps
-            its own cache (use persistent workers, or none).
+            later epochs cost nothing; about 16 bytes per pixel (0.2 MB per sample at 96x128). ``None``
+            (default): cache when the whole split needs at most ``AUTO_CACHE_BYTES`` (1 GiB). Each
+            DataLoader worker keeps its own cache (use persistent workers, or none).
     """
 
     name: ClassVar[str] = "synthetic"
@@ -58,7 +65,7 @@ class SyntheticScenes(DenseDataset):
         noise: bool = True,
         min_objects: int = 3,
         max_objects: int = 15,
-        cache: bool = False,
+        cache: bool | None = None,
         tasks: Sequence[str] | None = None,
         transform: Transform | None = None,
     ) -> None:
@@ -77,7 +84,9 @@ class SyntheticScenes(DenseDataset):
         self.seed = int(seed)
         self.sensor_invalid, self.shadows, self.noise = sensor_invalid, shadows, noise
         self.min_objects, self.max_objects = min_objects, max_objects
-        self.cache = cache
+        if cache is None:
+            cache = self.length * self.size[0] * self.size[1] * CACHED_BYTES_PER_PIXEL <= AUTO_CACHE_BYTES
+        self.cache = bool(cache)
         self._cache: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -146,7 +155,8 @@ def _compact(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _expand(cached: dict[str, Any]) -> dict[str, Any]:
-    out = dict(cached)
+    """A fresh sample from the cached copy (its own arrays: a transform that works in place leaves the cache)."""
+    out = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in cached.items()}
     normals = cached["normals"].astype(np.float32)
     norm = np.linalg.norm(normals, axis=-1, keepdims=True)
     out["normals"] = np.where(norm > 0, normals / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
