@@ -35,7 +35,7 @@ def main() -> None:
     h, w = (int(v) for v in args.size.split("x"))
     shadow_settings = {"on": [True], "off": [False], "both": [True, False]}[args.shadows]
     for shadows in shadow_settings:
-        ds = SyntheticScenes(args.split, size=(h, w), length=args.count, shadows=shadows)
+        ds = SyntheticScenes(args.split, size=(h, w), length=args.count, shadows=shadows, cache=False)
         ds.load_raw(0)  # warm-up (numpy lattice tables, imports)
         start = time.perf_counter()
         for i in range(args.count):

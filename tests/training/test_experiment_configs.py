@@ -36,7 +36,8 @@ def test_every_table_row_has_a_config():
 def test_config_builds_and_trains_one_step(path: Path):
     cfg = load_config(path, SMALL)
     if cfg.data.dataset != "synthetic":  # real-data stages: build on synthetic scenes, the data is not here
-        cfg = load_config(path, [*SMALL, "data.dataset=synthetic", "data.root=null", "data.args={}"])
+        to_synthetic = ["data.dataset=synthetic", "data.root=null", "data.args=null", "data.split_args=null"]
+        cfg = load_config(path, [*SMALL, *to_synthetic])
         cfg.init.checkpoint = None
     dataset = make_dataset(cfg.data, cfg.data.train_split, train=True, tasks=cfg.data.tasks)
     tasks = cfg.model.args.get("tasks") or cfg.data.tasks or list(dataset.tasks)

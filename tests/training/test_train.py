@@ -127,7 +127,11 @@ def test_non_finite_loss_stops_with_the_term_named(tmp_path, monkeypatch):
 
     monkeypatch.setattr(multitask.DepthLoss, "forward", exploding)
     run_dir = tmp_path / "run"
-    cfg = load_config(None, [*TINY, f"run_dir={run_dir}", "trainer.max_steps=12", "eval.panel_samples=0"])
+    # The baseline computes one depth loss per step (PAP adds one for its initial prediction).
+    cfg = load_config(
+        None,
+        [*TINY, f"run_dir={run_dir}", "model.name=mtl_baseline", "trainer.max_steps=12", "eval.panel_samples=0"],
+    )
     with pytest.raises(TrainingDivergedError, match=r"depth = nan") as info:
         train(cfg)
     assert "step 5" in str(info.value)
@@ -137,7 +141,8 @@ def test_non_finite_loss_stops_with_the_term_named(tmp_path, monkeypatch):
 
 
 def test_freeze_and_init_from_checkpoint(tmp_path):
-    """The staged protocol: train, then initialise from it, freeze a branch, and train another task."""
+    """The staged protocol of PAP's Table 7: train depth+normals, then initialise from it, freeze the normal
+    branch, and train depth alone (the frozen normal affinities still take part)."""
     first = train(load_config(None, [*TINY, f"run_dir={tmp_path / 'a'}", "trainer.max_steps=4"]))
     source = read_checkpoint(first / "checkpoints" / "last.ckpt")["state_dict"]
     second = train(
@@ -150,7 +155,7 @@ def test_freeze_and_init_from_checkpoint(tmp_path):
                 "data.tasks=[depth]",
                 "model.args={tasks: [depth, normals]}",
                 f"init.checkpoint={first / 'checkpoints' / 'last.ckpt'}",
-                "init.freeze=['decoders.normals.*', 'heads.normals.*']",
+                "init.freeze=['task_nets.normals.*', 'recon.normals.*', 'pap.projections.1.*']",
             ],
         )
     )
@@ -158,7 +163,9 @@ def test_freeze_and_init_from_checkpoint(tmp_path):
     for key, value in after.items():
         if ".normals." in key:  # frozen branch: weights and batch-norm statistics unchanged
             torch.testing.assert_close(value, source[key], rtol=0, atol=0, msg=key)
-    changed = [k for k in after if k.startswith("model.decoders.depth") and not torch.equal(after[k], source[k])]
+    for key in (k for k in after if k.startswith("model.pap.projections.1.")):
+        torch.testing.assert_close(after[key], source[key], rtol=0, atol=0, msg=key)
+    changed = [k for k in after if k.startswith("model.task_nets.depth") and not torch.equal(after[k], source[k])]
     assert changed
     info = json.loads((second / "metrics" / "test.json").read_text())
     assert set(info["results"]) == {"depth"}
