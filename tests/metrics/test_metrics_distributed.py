@@ -89,7 +89,7 @@ def test_two_processes_equal_one_shot(tmp_path: Path) -> None:
     one_rank = depth_metrics(outputs["depth"][:SPLIT], targets["depth"][:SPLIT], crop="eigen_nyu")
     assert one_rank["abs_rel"] != pytest.approx(expected["depth"]["abs_rel"])  # the ranks' shares differ
     for rank in range(WORLD_SIZE):
-        results = torch.load(tmp_path / f"rank{rank}.pt")
+        results = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert set(results) == set(expected)
         for task, values in expected.items():
             got = results[task]
