@@ -17,6 +17,7 @@ from torch import nn
 
 from tridense.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from tridense.layers.blocks import upsample_to
+from tridense.ops import unit_vectors
 
 TASK_KEYS = ("depth", "normals", "semseg")
 
@@ -68,7 +69,7 @@ def predict_batch(
     for task, x in outputs.items():
         x = upsample_to(x, size)
         if task == "normals":
-            x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-6)
+            x = unit_vectors(x)
         if task == "depth":
             x = x.clamp_min(1e-6)
         resized[task] = x

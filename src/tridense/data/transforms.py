@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from tridense.data.sample import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from tridense.ops import vector_norm
 
 Sample = dict[str, Any]
 
@@ -46,7 +47,7 @@ def _uniform(low: float, high: float) -> float:
 
 def _normalise_normals(normals: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Unit-normalise (3, H, W) normals where ``valid`` (H, W) holds, zero elsewhere."""
-    norm = normals.norm(dim=0, keepdim=True)
+    norm = vector_norm(normals, dim=0, keepdim=True)
     keep = valid[None] & (norm > 1e-6)
     return torch.where(keep, normals / norm.clamp_min(1e-6), torch.zeros_like(normals))
 

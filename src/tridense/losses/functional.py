@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from tridense.data.sample import IGNORE_INDEX
+from tridense.ops import unit_vectors
 
 
 def match_size(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -74,7 +75,7 @@ def silog(
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    return unit_vectors(x)
 
 
 def normal_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

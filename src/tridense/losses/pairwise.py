@@ -19,6 +19,7 @@ from torch import nn
 
 from tridense.losses.functional import match_size
 from tridense.losses.multitask import depth_mask, normals_mask, semseg_target
+from tridense.ops import unit_vectors
 
 
 def sample_pairs(valid: torch.Tensor, pairs: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
@@ -81,7 +82,7 @@ class PairwiseLoss(nn.Module):
                 )
             elif task == "normals":
                 pred = match_size(outputs["normals"], batch["normals"])
-                pred = pred / pred.norm(dim=1, keepdim=True).clamp_min(1e-6)
+                pred = unit_vectors(pred)
                 target, valid = batch["normals"], normals_mask(batch)[:, 0]
             else:
                 labels = semseg_target(batch)

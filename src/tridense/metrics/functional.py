@@ -32,6 +32,7 @@ import torch
 
 from tridense.data.sample import IGNORE_INDEX
 from tridense.errors import DataError
+from tridense.ops import vector_norm
 
 Stats = dict[str, torch.Tensor]
 
@@ -357,7 +358,7 @@ def normal_angles(pred: Any, target: Any, mask: Any = None) -> torch.Tensor:
             f"{tuple(torch.as_tensor(target).shape)}; resize the prediction to the ground-truth size"
         )
     p = p.to(g.device)
-    p_norm, g_norm = p.norm(dim=1), g.norm(dim=1)  # (B, H, W)
+    p_norm, g_norm = vector_norm(p), vector_norm(g)  # (B, H, W)
     valid = (p_norm > 0) & (g_norm > 0)
     if mask is not None:
         m = torch.as_tensor(mask, device=g.device)
