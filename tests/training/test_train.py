@@ -65,6 +65,19 @@ def test_run_folder_contents(tmp_path):
         train(load_config(None, [*TINY, f"run_dir={run}", "trainer.max_steps=8"]))
 
 
+def test_bf16_mixed_precision_trains_with_the_fused_optimiser_and_clipping(tmp_path):
+    """bf16 autocast (the CPU default where AMX exists) with the fused AdamW and gradient clipping."""
+    run = train(
+        load_config(
+            None, [*TINY, f"run_dir={tmp_path / 'run'}", "trainer.max_steps=2", "trainer.precision=bf16-mixed"]
+        )
+    )
+    checkpoint = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert all(v.dtype == torch.float32 for v in checkpoint["state_dict"].values() if v.is_floating_point())
+    result = json.loads((run / "metrics" / "test.json").read_text())
+    assert 0 <= result["results"]["depth"]["delta1"] <= 1
+
+
 @pytest.mark.slow
 def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path):
     """SIGKILL mid-training, resume from the last epoch-end checkpoint: same final weights and metrics."""

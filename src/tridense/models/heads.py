@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tridense.layers.blocks import ConvBNReLU
+from tridense.ops import unit_vectors
 
 #: Output channels of each task's prediction (segmentation: the number of classes).
 TASK_CHANNELS = {"depth": 1, "normals": 3}
@@ -26,11 +27,15 @@ def task_channels(task: str, num_classes: int | None) -> int:
 
 
 def activate(task: str, raw: torch.Tensor, *, min_depth: float = 1e-3) -> torch.Tensor:
-    """Map raw head outputs to the model contract: depth > 0 in metres (softplus), unit normals, logits."""
+    """Map raw head outputs to the model contract: depth > 0 in metres (softplus), unit normals, logits.
+
+    Outputs are float32 even under bf16 / fp16 autocast (the losses and metrics need the precision).
+    """
+    raw = raw.float()
     if task == "depth":
         return F.softplus(raw) + min_depth
     if task == "normals":
-        return raw / raw.norm(dim=1, keepdim=True).clamp_min(1e-6)
+        return unit_vectors(raw)
     return raw
 
 

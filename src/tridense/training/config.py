@@ -103,6 +103,11 @@ class OptimConfig:
     step_every: int = 1000
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
+    #: Decay on the clock as well as on the step count: the schedule's progress is the larger of
+    #: steps / max_steps and elapsed / trainer.max_time, so a run that the time limit stops has still finished
+    #: its decay (the default's budget is time). Ignored (with a warning) in deterministic mode and without
+    #: ``max_time``, where progress counts steps only.
+    anneal_by_time: bool = True
     #: Gradient clipping by global norm (null = off).
     grad_clip: float | None = 5.0
 
@@ -110,10 +115,10 @@ class OptimConfig:
 @dataclass
 class TrainerConfig:
     #: -1: no step limit (then ``max_epochs`` or ``max_time`` ends training).
-    max_steps: int = 1600
+    max_steps: int = 4000
     max_epochs: int | None = None
     #: Wall-clock limit "DD:HH:MM:SS" (a safety net; training then stops and the best checkpoint is tested).
-    max_time: str | None = "00:00:09:30"
+    max_time: str | None = "00:00:09:15"
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1

@@ -8,17 +8,20 @@ stops training with the term and the step named; the last good checkpoint is lef
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from tridense.errors import TridenseError
 from tridense.layers.blocks import upsample_to
 from tridense.losses.multitask import MultiTaskLoss
 from tridense.metrics.multitask import TaskMetrics, flatten_results
+from tridense.ops import unit_vectors
 from tridense.training.config import EvalConfig, OptimConfig
 from tridense.training.data import mix_seed
 
@@ -44,13 +47,17 @@ def outputs_at(outputs: Mapping[str, Any], size: torch.Size | tuple[int, int]) -
         if task in outputs:
             x = upsample_to(outputs[task].float(), size)
             if task == "normals":
-                x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-6)
+                x = unit_vectors(x)
             resized[task] = x
     return resized
 
 
-def lr_factor(step: int, total: int, cfg: OptimConfig) -> float:
-    """Learning-rate multiplier at optimisation ``step`` of ``total``: linear warm-up, then the schedule."""
+def lr_factor(step: int, total: int, cfg: OptimConfig, clock: float = 0.0) -> float:
+    """Learning-rate multiplier at optimisation ``step`` of ``total``: linear warm-up, then the schedule.
+
+    ``clock`` is the fraction of the time budget spent (0 when there is none); the decay's progress is the
+    larger of it and the step fraction (``OptimConfig.anneal_by_time``).
+    """
     if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
@@ -58,7 +65,7 @@ def lr_factor(step: int, total: int, cfg: OptimConfig) -> float:
     if cfg.schedule == "step":
         return cfg.gamma ** ((step - cfg.warmup_steps) // max(cfg.step_every, 1))
     span = max(total - cfg.warmup_steps, 1)
-    progress = min(max((step - cfg.warmup_steps) / span, 0.0), 1.0)
+    progress = min(max((step - cfg.warmup_steps) / span, clock, 0.0), 1.0)
     floor = cfg.min_lr_ratio
     if cfg.schedule == "poly":
         return floor + (1 - floor) * (1 - progress) ** cfg.poly_power
@@ -188,19 +195,52 @@ class DenseModule(L.LightningModule):
             raise TridenseError("every parameter is frozen: nothing to train (check init.freeze)")
         return groups
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: Any = None,
+    ) -> None:
+        """Clip by global norm here: Lightning refuses to for fused optimisers under mixed precision, though
+        without a grad scaler (32-bit, bf16, the only cases that use them) the gradients are the true ones."""
+        if gradient_clip_val:
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], gradient_clip_val)
+
+    def _clock(self) -> Callable[[], float]:
+        """Fraction of ``trainer.max_time`` spent so far (Lightning's Timer, which survives a resume), or 0."""
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        if not self.optim_cfg.anneal_by_time or timer is None:
+            return lambda: 0.0
+        if torch.are_deterministic_algorithms_enabled():  # trainer.deterministic
+            rank_zero_warn("optim.anneal_by_time is ignored in deterministic mode: the schedule counts steps only")
+            return lambda: 0.0
+
+        def fraction() -> float:
+            remaining = timer.time_remaining("train")
+            elapsed = timer.time_elapsed("train")
+            return elapsed / (elapsed + remaining) if remaining is not None and elapsed + remaining > 0 else 0.0
+
+        return fraction
+
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optim_cfg
         groups = self.parameter_groups()
+        # The fused Adam kernels (CPU and CUDA) update every parameter in one pass (10 % of a CPU step). With
+        # fp16's grad scaler they would unscale internally, after clipping; so not there.
+        fused = str(self.trainer.precision) != "16-mixed" and all(
+            p.device.type in ("cpu", "cuda") for g in groups for p in g["params"]
+        )
         if cfg.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
         elif cfg.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
         elif cfg.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         else:
             raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: adam, adamw, sgd")
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, cfg))
+        clock = self._clock()
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, cfg, clock()))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ----------------------------------------------------------------------------------------------

@@ -46,16 +46,25 @@ def is_child_process() -> bool:
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
-    """``auto``: bf16 (or fp16) mixed precision on a GPU, 32-bit on the CPU.
+    """``auto``: bf16 (or fp16) mixed precision on a GPU; on the CPU bf16 where it has AMX tiles, else 32-bit.
 
-    On the CPU, bf16 autocast measured no faster than float32 for these networks even with AVX-512 BF16
-    (convolution backward dominates), so ``auto`` keeps full precision there.
+    On a CPU with AMX (Intel Sapphire Rapids and later) oneDNN runs bf16 convolutions on the tile unit: a
+    PAP-ResNet-18 training step at 96x128 went from 0.41 s to 0.27 s on two cores (with the fused AdamW).
+    Without AMX, bf16 convolutions are emulated and no faster, so ``auto`` keeps float32 there.
     """
     if precision != "auto":
         return precision
     if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    if accelerator in ("auto", "cpu") and cpu_has_amx():
+        return "bf16-mixed"
     return "32-true"
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has the AMX tile unit that makes bf16 convolutions fast (oneDNN)."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check and check() and torch.backends.mkldnn.is_available())
 
 
 def _new_run_dir(cfg: Config) -> Path:
