@@ -4,8 +4,10 @@ Prints one JSON object per line: ``n`` (positions), ``size``, ``channels`` (affi
 (diffused channels of all tasks), ``mode`` (asked) and ``resolved`` (what ``auto`` chose), ``pass``
 (``forward``: inference under ``no_grad``; ``train``: forward + backward), ``seconds`` (median of the timed
 repeats), ``seconds_min``, ``peak_mb``, ``device``, ``similarity``, ``iterations``, ``batch``, ``tasks``,
-``subsample``, ``threads``, ``load`` (1-minute load average when the case started: the timings are only
-comparable on an otherwise idle machine). A case that cannot run has an ``error`` key instead.
+``subsample``, ``threads``, ``autocast`` (with ``--autocast bf16`` also ``rel_error``: the largest
+deviation of the forward output from float32, relative to its largest value), ``load`` (1-minute load
+average when the case started: the timings are only comparable on an otherwise idle machine). A case that
+cannot run has an ``error`` key instead.
 
 Defaults follow the paper at 480x640 input: affinity learned at 1/16, 1/8 and 1/4 scale (30x40, 60x80,
 120x160), 3 tasks with 2C = 128 input and C = 64 embedding channels, diffusing per task the initial
@@ -96,6 +98,21 @@ def build(args: argparse.Namespace, size: tuple[int, int], mode: str, device: to
     return layer, features, signals
 
 
+def autocast(args: argparse.Namespace):
+    """The autocast context of ``--autocast`` (bf16: what training under ``bf16-mixed`` runs the layer in)."""
+    enabled = args.autocast == "bf16"
+    return torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def output_error(args: argparse.Namespace, layer, features, signals) -> float:
+    """Largest deviation of the forward output under ``--autocast`` from float32, relative to its largest value."""
+    with torch.no_grad():
+        ref = [o for group in layer(features, signals) for o in group]
+        with autocast(args):
+            out = [o for group in layer(features, signals) for o in group]
+    return max(float((o.float() - r).abs().max() / r.abs().max()) for o, r in zip(out, ref, strict=True))
+
+
 def run_pass(layer, features, signals, train: bool) -> None:
     if train:
         out = layer(features, signals)
@@ -134,7 +151,8 @@ def measure(args: argparse.Namespace) -> dict:
         base = torch.cuda.memory_allocated()
     else:
         base = current_rss_mb()
-    run_pass(layer, features, signals, train)  # first pass: the peak (and warm kernels and allocator)
+    with autocast(args):
+        run_pass(layer, features, signals, train)  # first pass: the peak (and warm kernels and allocator)
     sync()
     peak = (
         (torch.cuda.max_memory_allocated() - base) / 2**20 if device.type == "cuda" else peak_rss_mb() - base
@@ -144,14 +162,18 @@ def measure(args: argparse.Namespace) -> dict:
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        run_pass(layer, features, signals, train)
+        with autocast(args):
+            run_pass(layer, features, signals, train)
         sync()
         times.append(time.perf_counter() - start)
-    return {
+    record = {
         "seconds": round(statistics.median(times), 3),
         "seconds_min": round(min(times), 3),
         "rss_peak_mb": round(peak, 1),
     }
+    if args.autocast != "none":
+        record["rel_error"] = float(f"{output_error(args, layer, features, signals):.3g}")
+    return record
 
 
 def case_record(args: argparse.Namespace, size: tuple[int, int], mode: str, pass_: str) -> dict:
@@ -170,6 +192,7 @@ def case_record(args: argparse.Namespace, size: tuple[int, int], mode: str, pass
         "tasks": len(preds),
         "subsample": args.subsample,
         "threads": args.threads,
+        "autocast": args.autocast,
     }
 
 
@@ -218,6 +241,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget-mb", type=float, default=256.0, help="memory budget of mode auto")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--autocast",
+        default="none",
+        choices=["none", "bf16"],
+        help="run the passes under bf16 autocast (dense and chunked stay float32 inside; fused runs SDPA in bf16)",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--memory-fraction", type=float, default=0.8, help="share of free memory a case may use"
@@ -259,6 +288,7 @@ def run_case(args: argparse.Namespace, size: str, mode: str, pass_: str) -> dict
         "budget_mb",
         "device",
         "threads",
+        "autocast",
     ):
         argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     result: dict = {}
