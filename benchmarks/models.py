@@ -7,8 +7,9 @@ For each model, in a fresh subprocess (so peak memory is that model's alone), pr
 - ``infer_b1_img_s`` / ``infer_b8_img_s``: images per second at 480x640 (batch 1 and 8), no_grad, eval mode;
 - ``infer_peak_mb``: peak memory of the inference runs above what the loaded model already used (CPU: the
   process's maximum resident set size, ru_maxrss; CUDA: torch.cuda.max_memory_allocated);
-- ``train_step_s``: one optimisation step (forward, loss, backward, AdamW) at ``--train-size`` with batch
-  ``--train-batch`` (default 240x320, 8), median of the repeats;
+- ``train_step_s``: one optimisation step (forward, loss, backward, fused AdamW, as training runs it) at
+  ``--train-size`` with batch ``--train-batch`` (default 240x320, 8), under ``--precision`` (``32`` or
+  ``bf16``: the autocast of ``trainer.precision=bf16-mixed``), median of the repeats;
 - the machine: device name, threads, torch version.
 
 The segmentation head has 14 classes (the synthetic scenes). Timings are medians of ``--repeats`` runs
@@ -39,11 +40,14 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(name: str, device: str, repeats: int, train_size: tuple[int, int], train_batch: int) -> dict:
+def measure(
+    name: str, device: str, repeats: int, train_size: tuple[int, int], train_batch: int, precision: str = "32"
+) -> dict:
     import torch
 
     from tridense.losses import MultiTaskLoss, build_task_losses
     from tridense.models import create_model
+    from tridense.ops import unit_vectors
 
     torch.manual_seed(0)
     model = create_model(name, num_classes=14).to(device).eval()
@@ -76,20 +80,21 @@ def measure(name: str, device: str, repeats: int, train_size: tuple[int, int], t
 
     model.train()
     loss = MultiTaskLoss(build_task_losses(model.tasks))
-    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    opt = torch.optim.AdamW(model.parameters(), 1e-4, fused=True)
     h, w = train_size
     g = torch.Generator().manual_seed(0)
     normals = torch.randn(train_batch, 3, h, w, generator=g)
     batch = {
         "image": torch.randn(train_batch, 3, h, w, generator=g).to(device),
         "depth": (torch.rand(train_batch, 1, h, w, generator=g) * 5 + 0.5).to(device),
-        "normals": (normals / normals.norm(dim=1, keepdim=True)).to(device),
+        "normals": unit_vectors(normals).to(device),
         "semseg": torch.randint(0, 14, (train_batch, h, w), generator=g).to(device),
     }
     times = []
     for i in range(repeats + 1):
         start = time.perf_counter()
-        terms = loss(model(batch["image"]), batch)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            terms = loss(model(batch["image"]), batch)
         opt.zero_grad()
         terms["total"].backward()
         opt.step()
@@ -97,7 +102,7 @@ def measure(name: str, device: str, repeats: int, train_size: tuple[int, int], t
         if i > 0:
             times.append(time.perf_counter() - start)
     result["train_step_s"] = round(statistics.median(times), 3)
-    result["train_setting"] = f"{h}x{w} batch {train_batch}"
+    result["train_setting"] = f"{h}x{w} batch {train_batch} precision {precision}"
     result["torch"] = torch.__version__
     return result
 
@@ -109,15 +114,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-size", default="240x320")
     parser.add_argument("--train-batch", type=int, default=8)
+    parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="of the training step")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = tuple(int(v) for v in args.train_size.split("x"))
     if args.one:
-        print(json.dumps(measure(args.one, args.device, args.repeats, size, args.train_batch)), flush=True)
+        result = measure(args.one, args.device, args.repeats, size, args.train_batch, args.precision)
+        print(json.dumps(result), flush=True)
         return
     for name in args.models:
         cmd = [sys.executable, __file__, "--one", name, "--device", args.device, "--repeats", str(args.repeats),
-               "--train-size", args.train_size, "--train-batch", str(args.train_batch)]
+               "--train-size", args.train_size, "--train-batch", str(args.train_batch), "--precision", args.precision]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 and proc.stdout.strip() else None
         print(line or json.dumps({"model": name, "error": proc.stderr.strip().splitlines()[-1:]}), flush=True)

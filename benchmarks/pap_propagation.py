@@ -5,7 +5,7 @@ Prints one JSON object per line: ``n`` (positions), ``size``, ``channels`` (affi
 (``forward``: inference under ``no_grad``; ``train``: forward + backward), ``seconds`` (median of the timed
 repeats), ``seconds_min``, ``peak_mb``, ``device``, ``similarity``, ``iterations``, ``batch``, ``tasks``,
 ``subsample``, ``threads``, ``autocast`` (with ``--autocast bf16`` also ``rel_error``: the largest
-deviation of the forward output from float32, relative to its largest value), ``load`` (1-minute load
+deviation of the diffused signal from float32, relative to its largest value), ``load`` (1-minute load
 average when the case started: the timings are only comparable on an otherwise idle machine). A case that
 cannot run has an ``error`` key instead.
 
@@ -105,11 +105,16 @@ def autocast(args: argparse.Namespace):
 
 
 def output_error(args: argparse.Namespace, layer, features, signals) -> float:
-    """Largest deviation of the forward output under ``--autocast`` from float32, relative to its largest value."""
-    with torch.no_grad():
-        ref = [o for group in layer(features, signals) for o in group]
-        with autocast(args):
-            out = [o for group in layer(features, signals) for o in group]
+    """Largest deviation of the diffused signal h^T under ``--autocast`` from float32, relative to its largest
+    value (the layer's output blends h^T with the input h^0, which would hide the error: beta is set to 1)."""
+    beta, layer._beta = layer._beta, 1.0
+    try:
+        with torch.no_grad():
+            ref = [o for group in layer(features, signals) for o in group]
+            with autocast(args):
+                out = [o for group in layer(features, signals) for o in group]
+    finally:
+        layer._beta = beta
     return max(float((o.float() - r).abs().max() / r.abs().max()) for o, r in zip(out, ref, strict=True))
 
 

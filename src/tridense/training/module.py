@@ -225,7 +225,7 @@ class DenseModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optim_cfg
         groups = self.parameter_groups()
-        # The fused Adam kernels (CPU and CUDA) update every parameter in one pass (10 % of a CPU step). With
+        # The fused Adam kernels (CPU and CUDA) update every parameter in one pass (~10 % of a CPU step). With
         # fp16's grad scaler they would unscale internally, after clipping; so not there.
         fused = str(self.trainer.precision) != "16-mixed" and all(
             p.device.type in ("cpu", "cuda") for g in groups for p in g["params"]
