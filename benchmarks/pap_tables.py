@@ -55,6 +55,8 @@ def budget_overrides(args: argparse.Namespace) -> list[str]:
         f"seed={args.seed}",
         f"data.size=[{args.size[0]},{args.size[1]}]",
         f"trainer.max_steps={args.steps}",
+        "trainer.max_time=null",  # every row gets its steps, however long they take (no time-driven decay)
+        "data.batch_size=8",
         f"trainer.val_every_n_steps={args.val_every}",
         f"data.split_args={{train: {{length: {args.train_length}, cache: true}}, val: {{length: {args.val_length}}}, "
         f"test: {{length: {args.test_length}}}}}",
