@@ -74,19 +74,15 @@ def silog(
     return torch.sqrt((d * d).mean() - lam * d.mean() ** 2 + eps)
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return unit_vectors(x)
-
-
 def normal_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum over channels of |p - g| (p normalised to unit length), averaged over valid pixels; mask (B, 1, H, W)."""
-    pred = _unit(match_size(pred, target))
+    pred = unit_vectors(match_size(pred, target))
     return masked_mean((pred - target).abs().sum(dim=1, keepdim=True), mask)
 
 
 def normal_cosine(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """1 - cos(angle) between unit prediction and target, averaged over valid pixels."""
-    pred = _unit(match_size(pred, target))
+    pred = unit_vectors(match_size(pred, target))
     return masked_mean(1.0 - (pred * target).sum(dim=1, keepdim=True), mask)
 
 
