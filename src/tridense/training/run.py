@@ -51,7 +51,8 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     On a CPU with AMX (Intel Sapphire Rapids and later) oneDNN runs bf16 convolutions on the tile unit: a
     PAP-ResNet-18 training step of batch 8 at 96x128 takes 0.30 s instead of 0.44 s on two cores
     (``benchmarks/models.py --models pap --train-size 96x128 --precision bf16``, and ``32``).
-    Without AMX, bf16 convolutions are emulated and no faster, so ``auto`` keeps float32 there.
+    Elsewhere ``auto`` keeps float32: without the tile unit bf16 convolutions gain little or lose (not
+    measured by this project, whose machines have AMX; ``trainer.precision=bf16-mixed`` forces it).
     """
     if precision != "auto":
         return precision
