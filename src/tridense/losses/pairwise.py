@@ -3,7 +3,8 @@
 For S random pairs (i, j) of valid pixels per task and image, the distance between the two predictions
 d̂_ij = ||ẑ_i - ẑ_j|| should equal the distance between the ground truths d_ij = ||z_i - z_j||:
 L = mean over pairs of |d̂_ij - d_ij|. Values: depth in metres (scalar), unit normal vectors, and for
-segmentation the class-probability vector of the prediction against the one-hot ground truth. The paper
+segmentation the class-probability vector of the prediction against the one-hot ground truth
+(:func:`tridense.tasks.task_maps`). The paper
 writes a sum over the S pairs; the mean keeps the term's scale independent of S (with S = 300 the two
 differ by a constant factor that the weight 0.2 absorbs).
 """
@@ -14,12 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tridense.losses.functional import match_size
-from tridense.losses.multitask import depth_mask, normals_mask, semseg_target
-from tridense.ops import unit_vectors
+from tridense.tasks import task_maps
 
 
 def sample_pairs(valid: torch.Tensor, pairs: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
@@ -74,22 +72,7 @@ class PairwiseLoss(nn.Module):
         for task in self.tasks:
             if task not in outputs or task not in batch:
                 continue
-            if task == "depth":
-                pred, target, valid = (
-                    match_size(outputs["depth"], batch["depth"]),
-                    batch["depth"],
-                    depth_mask(batch)[:, 0],
-                )
-            elif task == "normals":
-                pred = match_size(outputs["normals"], batch["normals"])
-                pred = unit_vectors(pred)
-                target, valid = batch["normals"], normals_mask(batch)[:, 0]
-            else:
-                labels = semseg_target(batch)
-                logits = match_size(outputs["semseg"], labels)
-                pred = logits.softmax(dim=1)
-                valid = labels != 255
-                target = F.one_hot(torch.where(valid, labels, 0), pred.shape[1]).permute(0, 3, 1, 2).to(pred.dtype)
+            pred, target, valid = task_maps(task, outputs, batch)
             terms[f"pairwise/{task}"] = self.weight * pairwise_loss(pred, target, valid, self.pairs)
         return terms
 

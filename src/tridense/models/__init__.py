@@ -1,5 +1,25 @@
-"""Models: timm encoders, decoders and heads, the baselines and the methods, one registry of variants."""
+"""Models: timm encoders, decoders and heads, the baselines and the methods, one registry of variants.
 
-from tridense.models.registry import create_model, list_models, register_model
+Importing this package imports every variant module, which registers its variants.
+"""
 
-__all__ = ["create_model", "list_models", "register_model"]
+from tridense.models import baseline, pap  # noqa: F401  (registers the variants)
+from tridense.models.registry import (
+    ModelSpec,
+    create_model,
+    describe_model,
+    list_models,
+    model_options,
+    model_spec,
+    register_model,
+)
+
+__all__ = [
+    "ModelSpec",
+    "create_model",
+    "describe_model",
+    "list_models",
+    "model_options",
+    "model_spec",
+    "register_model",
+]

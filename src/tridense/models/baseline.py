@@ -7,26 +7,20 @@ papers compare against.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from tridense.data.sample import TASKS
+from tridense.errors import ConfigError
 from tridense.layers.blocks import upsample_to
-from tridense.models.encoder import Encoder
-from tridense.models.heads import FPNDecoder, PredictionHead, activate, task_channels
+from tridense.models.encoder import Encoder, EncoderOptions
+from tridense.models.heads import FPNDecoder, PredictionHead
 from tridense.models.registry import register_model
-
-
-def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
-    tasks = tuple(tasks)
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown or not tasks or len(set(tasks)) != len(tasks):
-        raise ValueError(f"tasks must be a non-empty subset of {list(TASKS)} without repeats, got {list(tasks)}")
-    return tasks
+from tridense.tasks import activate, check_tasks, task_spec
 
 
 class MultiTaskNet(nn.Module):
@@ -58,7 +52,7 @@ class MultiTaskNet(nn.Module):
             {t: FPNDecoder(encoder.channels, encoder.reductions, decoder_channels) for t in self.tasks}
         )
         self.heads = nn.ModuleDict(
-            {t: PredictionHead(decoder_channels, task_channels(t, num_classes), task=t) for t in self.tasks}
+            {t: PredictionHead(decoder_channels, task_spec(t).channels(num_classes), task=t) for t in self.tasks}
         )
 
     def forward(self, image: torch.Tensor) -> dict[str, Any]:
@@ -70,36 +64,81 @@ class MultiTaskNet(nn.Module):
         return out
 
 
-def _encoder(encoder: str, pretrained: bool | str | os.PathLike) -> Encoder:
-    return Encoder(encoder, pretrained=pretrained)
+class BaselineOptions(EncoderOptions):
+    """``model.args`` of the multi-task baseline and the single-task networks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decoder_channels: int = Field(64, ge=1)
+    min_depth: float = Field(1e-3, gt=0)
 
 
-@register_model
+def _net(
+    encoder: str,
+    pretrained: bool | str,
+    tasks: Sequence[str],
+    num_classes: int | None,
+    encoder_args: dict[str, Any] | None = None,
+    **args: Any,
+) -> MultiTaskNet:
+    body = Encoder(encoder, pretrained=pretrained, **(encoder_args or {}))
+    return MultiTaskNet(body, tasks=tasks, num_classes=num_classes, **args)
+
+
+def _single(variant: str, task: str, tasks: Sequence[str] | None) -> tuple[str, ...]:
+    """The one task of a single-task variant; a requested task list must contain it."""
+    if tasks is not None and task not in tasks:
+        raise ConfigError(f"model {variant!r} predicts {task} only, but the tasks requested are {list(tasks)}")
+    return (task,)
+
+
+@register_model(options=BaselineOptions)
 def mtl_baseline(
-    *, encoder: str = "resnet18", pretrained: bool | str = False, num_classes: int | None = None, **kwargs: Any
+    *,
+    encoder: str = "resnet18",
+    pretrained: bool | str = False,
+    tasks: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    **args: Any,
 ) -> MultiTaskNet:
     """Multi-task baseline: shared encoder, one FPN decoder + head per task (depth, normals, semseg)."""
-    tasks = kwargs.pop("tasks", TASKS)
-    return MultiTaskNet(_encoder(encoder, pretrained), tasks=tasks, num_classes=num_classes, **kwargs)
+    return _net(encoder, pretrained, TASKS if tasks is None else tasks, num_classes, **args)
 
 
-@register_model
-def single_depth(*, encoder: str = "resnet18", pretrained: bool | str = False, **kwargs: Any) -> MultiTaskNet:
+@register_model(options=BaselineOptions)
+def single_depth(
+    *,
+    encoder: str = "resnet18",
+    pretrained: bool | str = False,
+    tasks: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    **args: Any,
+) -> MultiTaskNet:
     """Single-task depth network (encoder + FPN decoder)."""
-    kwargs.pop("num_classes", None)
-    return MultiTaskNet(_encoder(encoder, pretrained), tasks=("depth",), **kwargs)
+    return _net(encoder, pretrained, _single("single_depth", "depth", tasks), None, **args)
 
 
-@register_model
-def single_normals(*, encoder: str = "resnet18", pretrained: bool | str = False, **kwargs: Any) -> MultiTaskNet:
+@register_model(options=BaselineOptions)
+def single_normals(
+    *,
+    encoder: str = "resnet18",
+    pretrained: bool | str = False,
+    tasks: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    **args: Any,
+) -> MultiTaskNet:
     """Single-task surface normal network (encoder + FPN decoder)."""
-    kwargs.pop("num_classes", None)
-    return MultiTaskNet(_encoder(encoder, pretrained), tasks=("normals",), **kwargs)
+    return _net(encoder, pretrained, _single("single_normals", "normals", tasks), None, **args)
 
 
-@register_model
+@register_model(options=BaselineOptions)
 def single_semseg(
-    *, encoder: str = "resnet18", pretrained: bool | str = False, num_classes: int | None = None, **kwargs: Any
+    *,
+    encoder: str = "resnet18",
+    pretrained: bool | str = False,
+    tasks: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    **args: Any,
 ) -> MultiTaskNet:
     """Single-task semantic segmentation network (encoder + FPN decoder)."""
-    return MultiTaskNet(_encoder(encoder, pretrained), tasks=("semseg",), num_classes=num_classes, **kwargs)
+    return _net(encoder, pretrained, _single("single_semseg", "semseg", tasks), num_classes, **args)

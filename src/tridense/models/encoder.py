@@ -6,9 +6,11 @@ import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tridense.errors import ConfigError
@@ -34,6 +36,8 @@ class Encoder(nn.Module):
             without one), or the path of a local weights file (``.safetensors``, or ``.pth`` / ``.pt`` / ``.bin``
             loaded with ``weights_only=True``) holding the classification model's state dict.
         out_indices: which feature levels to return (timm's indices; default all).
+        **timm_kwargs: passed to ``timm.create_model`` (``output_stride=8`` for a dilated backbone,
+            ``drop_path_rate``, ``in_chans``, ...).
 
     Attributes:
         channels: channels of each returned level.
@@ -46,9 +50,13 @@ class Encoder(nn.Module):
         *,
         pretrained: bool | str | os.PathLike = False,
         out_indices: Sequence[int] | None = None,
+        **timm_kwargs: Any,
     ) -> None:
         super().__init__()
-        kwargs: dict = {"features_only": True}
+        reserved = sorted({"features_only", "pretrained", "pretrained_cfg_overlay"} & set(timm_kwargs))
+        if reserved:
+            raise ConfigError(f"encoder arguments {reserved} are set by tridense; remove them from encoder_args")
+        kwargs: dict[str, Any] = {"features_only": True, **timm_kwargs}
         if out_indices is not None:
             kwargs["out_indices"] = tuple(out_indices)
         if not timm.is_model(name):
@@ -60,7 +68,7 @@ class Encoder(nn.Module):
                     f"pretrained=True downloads {name!r} weights from timm's hub, which is not reachable from this "
                     "machine; pass a local weights file instead (model.pretrained=/path/to/weights.safetensors)"
                 )
-            self.body = timm.create_model(name, pretrained=True, **kwargs)
+            self.body = self._create(name, pretrained=True, **kwargs)
         elif pretrained:
             path = Path(pretrained).expanduser()
             if not path.is_file():
@@ -69,12 +77,19 @@ class Encoder(nn.Module):
                 raise ConfigError(f"pretrained weights must be one of {WEIGHT_SUFFIXES}, got {path.name}")
             # timm loads a local file through the pretrained config (safetensors, or torch.load with
             # weights_only=True) and applies the model's own key filter (classifier removal, conversions).
-            self.body = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+            self.body = self._create(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
         else:
-            self.body = timm.create_model(name, pretrained=False, **kwargs)
+            self.body = self._create(name, pretrained=False, **kwargs)
         self.name = name
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
+
+    @staticmethod
+    def _create(name: str, **kwargs: Any) -> nn.Module:
+        try:
+            return timm.create_model(name, **kwargs)
+        except TypeError as err:  # a keyword the timm model does not take
+            raise ConfigError(f"encoder {name!r}: {err} (check model.args.encoder_args)") from err
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.body(x))
@@ -85,3 +100,15 @@ class Encoder(nn.Module):
         if not matches:
             raise ConfigError(f"encoder {self.name} has no level of stride {reduction}; strides: {self.reductions}")
         return matches[-1]
+
+
+class EncoderOptions(BaseModel):
+    """``model.args`` keys of every variant with an :class:`Encoder`.
+
+    ``encoder_args`` are keyword arguments of ``timm.create_model`` (e.g. ``{output_stride: 8}`` for a
+    dilated ResNet, ``drop_path_rate``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoder_args: dict[str, Any] = Field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Decoders and prediction heads shared by the models, and the output activations of the model contract."""
+"""Decoders and prediction heads shared by the models (the output activations live in :mod:`tridense.tasks`)."""
 
 from __future__ import annotations
 
@@ -10,33 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from tridense.layers.blocks import ConvBNReLU
-from tridense.ops import unit_vectors
+from tridense.tasks import activate, task_spec
 
-#: Output channels of each task's prediction (segmentation: the number of classes).
-TASK_CHANNELS = {"depth": 1, "normals": 3}
-
+__all__ = ["FPNDecoder", "PredictionHead", "activate", "init_depth_bias", "task_channels"]
 
 def task_channels(task: str, num_classes: int | None) -> int:
-    if task == "semseg":
-        if not num_classes:
-            raise ValueError("a model that predicts semseg needs num_classes > 0")
-        return int(num_classes)
-    if task not in TASK_CHANNELS:
-        raise ValueError(f"unknown task {task!r}; valid: ['depth', 'normals', 'semseg']")
-    return TASK_CHANNELS[task]
-
-
-def activate(task: str, raw: torch.Tensor, *, min_depth: float = 1e-3) -> torch.Tensor:
-    """Map raw head outputs to the model contract: depth > 0 in metres (softplus), unit normals, logits.
-
-    Outputs are float32 even under bf16 / fp16 autocast (the losses and metrics need the precision).
-    """
-    raw = raw.float()
-    if task == "depth":
-        return F.softplus(raw) + min_depth
-    if task == "normals":
-        return unit_vectors(raw)
-    return raw
+    """Output channels of ``task``'s prediction (see :class:`tridense.tasks.TaskSpec`)."""
+    return task_spec(task).channels(num_classes)
 
 
 def init_depth_bias(conv: nn.Conv2d, depth: float = 2.5) -> None:

@@ -23,25 +23,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from tridense.data.sample import TASKS
 from tridense.errors import ConfigError
-from tridense.layers.affinity import PatternAffinitivePropagation
 from tridense.layers.blocks import ConvBNReLU, ResidualBlock, UpProjection, upsample_to
-from tridense.layers.cross_stitch import CrossStitch
-from tridense.layers.cspn import SpatialPropagation
-from tridense.models.baseline import check_tasks
-from tridense.models.encoder import Encoder
-from tridense.models.heads import activate, init_depth_bias
-from tridense.models.heads import task_channels as output_channels
+from tridense.layers.propagation import PROPAGATIONS, Propagation, build_propagation
+from tridense.models.encoder import Encoder, EncoderOptions
+from tridense.models.heads import init_depth_bias
 from tridense.models.registry import register_model
+from tridense.tasks import activate, check_tasks, task_spec
 
-PROPAGATIONS = ("pap", "cross_stitch", "cspn", "none")
 AFFINITY_SCALES = (4, 8, 16)
+#: Options of PAP's propagation that only ``propagation="pap"`` uses.
+PAP_ONLY = ("similarity", "cross_task", "beta", "learn_beta", "subsample", "mode", "affinity_channels")
 
 
 class TaskNetwork(nn.Module):
@@ -129,12 +128,14 @@ class PAPNet(nn.Module):
             raise ConfigError(f"affinity_scale must be one of {AFFINITY_SCALES} (1/16, 1/8, 1/4), got {affinity_scale}")
         if propagation not in PROPAGATIONS:
             raise ConfigError(f"unknown propagation {propagation!r}; valid: {list(PROPAGATIONS)}")
+        if propagation != "pap" and affinity_channels is not None:
+            raise ConfigError(f"affinity_channels has no effect with propagation={propagation!r}")
         self.encoder = encoder
         self.num_classes = num_classes
         self.affinity_scale = affinity_scale
         self.propagation = propagation
         self.min_depth = min_depth
-        self.out_channels = {t: output_channels(t, num_classes) for t in self.tasks}
+        self.out_channels = {t: task_spec(t).channels(num_classes) for t in self.tasks}
 
         # Multi-scale fusion inputs: one level per stride from s to 32 (the deepest of each stride).
         by_stride: dict[int, int] = {}
@@ -152,23 +153,22 @@ class PAPNet(nn.Module):
             {t: TaskNetwork(fused, task_channels, self.out_channels[t], t) for t in self.tasks}
         )
 
+        options: dict[str, Any] = {}
         if propagation == "pap":
-            self.pap = PatternAffinitivePropagation(
-                task_channels,
-                affinity_channels or task_channels // 2,
-                num_tasks=len(self.tasks),
-                similarity=similarity,
-                cross_task=cross_task,
-                iterations=iterations,
-                beta=beta,
-                learn_beta=learn_beta,
-                subsample=subsample,
-                mode=mode,
-            )
-        elif propagation == "cross_stitch":
-            self.cross_stitch = CrossStitch(len(self.tasks), task_channels)
+            options = {
+                "affinity_channels": affinity_channels,
+                "similarity": similarity,
+                "cross_task": cross_task,
+                "iterations": iterations,
+                "beta": beta,
+                "learn_beta": learn_beta,
+                "subsample": subsample,
+                "mode": mode,
+            }
         elif propagation == "cspn":
-            self.cspn = nn.ModuleDict({t: SpatialPropagation(task_channels, iterations) for t in self.tasks})
+            options = {"iterations": iterations}
+        # Registered under its kind's name, so parameters are named ``pap.*``, ``cross_stitch.*``, ``cspn.*``.
+        self.add_module(propagation, build_propagation(propagation, tasks=self.tasks, channels=task_channels, **options))
 
         self.reconstruction = reconstruction
         if reconstruction:
@@ -196,29 +196,16 @@ class PAPNet(nn.Module):
             features[task], initial[task] = net(multi)
         return features, initial
 
+    @property
+    def propagator(self) -> Propagation:
+        """The propagation block (:mod:`tridense.layers.propagation`), registered under its kind's name."""
+        return getattr(self, self.propagation)
+
     def propagate(
         self, features: dict[str, torch.Tensor], initial: dict[str, torch.Tensor], iterations: int | None = None
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The cross-task / task-specific propagation (or the baseline in its place)."""
-        if self.propagation == "pap":
-            diffused = self.pap(
-                [features[t] for t in self.tasks], [[initial[t], features[t]] for t in self.tasks], iterations
-            )
-            return (
-                {t: d[1] for t, d in zip(self.tasks, diffused, strict=True)},
-                {t: d[0] for t, d in zip(self.tasks, diffused, strict=True)},
-            )
-        if self.propagation == "cross_stitch":
-            mixed = self.cross_stitch([features[t] for t in self.tasks])
-            return dict(zip(self.tasks, mixed, strict=True)), initial
-        if self.propagation == "cspn":
-            out_f, out_i = {}, {}
-            for task in self.tasks:
-                c = initial[task].shape[1]
-                both = self.cspn[task](features[task], torch.cat([initial[task], features[task]], dim=1), iterations)
-                out_i[task], out_f[task] = both[:, :c], both[:, c:]
-            return out_f, out_i
-        return features, initial
+        return self.propagator.propagate(features, initial, iterations)
 
     def forward(self, image: torch.Tensor, iterations: int | None = None) -> dict[str, Any]:
         size = image.shape[-2:]
@@ -236,12 +223,8 @@ class PAPNet(nn.Module):
         return out
 
     def set_iterations(self, iterations: int) -> None:
-        """Change the diffusion steps T (e.g. at test time, the paper's Fig. 4)."""
-        if self.propagation == "pap":
-            self.pap.iterations = iterations
-        elif self.propagation == "cspn":
-            for module in self.cspn.values():
-                module.iterations = iterations
+        """Change the diffusion steps T (e.g. at test time, the paper's Fig. 4); no-op without iterations."""
+        self.propagator.set_iterations(iterations)
 
     @torch.no_grad()
     def affinity_maps(self, image: torch.Tensor, position: tuple[int, int]) -> dict[str, dict[str, torch.Tensor]]:
@@ -264,68 +247,166 @@ class PAPNet(nn.Module):
         return out
 
 
-def _pap(encoder: str, pretrained: bool | str, **kwargs: Any) -> PAPNet:
-    return PAPNet(Encoder(encoder, pretrained=pretrained), **kwargs)
+# ------------------------------------------------------------------------------------------ variants
+class PAPNetOptions(EncoderOptions):
+    """``model.args`` shared by every PAPNet variant (the architecture around the propagation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    affinity_scale: Literal[4, 8, 16] = 8
+    task_channels: int = Field(64, ge=2)
+    lateral_channels: int = Field(32, ge=1)
+    reconstruction: bool = True
+    recon_channels: int = Field(32, ge=2)
+    min_depth: float = Field(1e-3, gt=0)
 
 
-@register_model
+class CrossStitchOptions(PAPNetOptions):
+    """``model.args`` of ``cross_stitch``: the architecture only (cross-stitch units do not iterate)."""
+
+
+class CSPNOptions(PAPNetOptions):
+    """``model.args`` of ``cspn``: the architecture and the diffusion steps."""
+
+    iterations: int = Field(4, ge=0)
+
+
+class PAPOptions(CSPNOptions):
+    """``model.args`` of ``pap`` and its fixed-encoder variants.
+
+    ``propagation`` selects the block (Table 2's baselines in PAP's place); PAP's own options
+    (:data:`PAP_ONLY`) are refused for the other kinds, and ``iterations`` for ``cross_stitch`` / ``none``.
+    """
+
+    propagation: Literal["pap", "cross_stitch", "cspn", "none"] = "pap"
+    similarity: Literal["dot", "l2", "l1"] = "dot"
+    cross_task: bool = True
+    beta: float = Field(0.05, ge=0.0, le=1.0)
+    learn_beta: bool = False
+    subsample: int = Field(2, ge=1)
+    mode: Literal["auto", "dense", "fused", "chunked"] = "auto"
+    affinity_channels: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _no_dead_keys(self) -> PAPOptions:
+        given = self.model_fields_set
+        if self.propagation != "pap":
+            dead = sorted(given & set(PAP_ONLY))
+            if self.propagation in ("cross_stitch", "none") and "iterations" in given:
+                dead.append("iterations")
+            if dead:
+                raise ValueError(
+                    f"{dead} have no effect with propagation={self.propagation!r} "
+                    f"({list(PAP_ONLY)} are PAP's; iterations drives 'pap' and 'cspn')"
+                )
+        if self.learn_beta and not 0.0 < self.beta < 1.0:
+            raise ValueError(f"learn_beta needs 0 < beta < 1, got beta={self.beta}")
+        return self
+
+
+#: Loss terms PAP is trained with unless a config names them: the initial predictions supervised like the
+#: final ones (section 4.4) and the pair-wise affinity loss (eq. 5, weight 0.2, 300 pairs).
+PAP_LOSS = {"aux_weights": {"initial": 1.0}, "extra": {"pairwise": {"weight": 0.2, "pairs": 300}}}
+#: Table 2's baselines keep PAP's training (the initial stage and the pair-wise term) to isolate the block.
+PAP_VARIANT = {"aux_stages": ("initial",), "default_loss": PAP_LOSS}
+
+
+def _pap(
+    encoder: str,
+    pretrained: bool | str,
+    tasks: Sequence[str] | None,
+    num_classes: int | None,
+    encoder_args: dict[str, Any] | None = None,
+    **args: Any,
+) -> PAPNet:
+    body = Encoder(encoder, pretrained=pretrained, **(encoder_args or {}))
+    return PAPNet(body, tasks=TASKS if tasks is None else tasks, num_classes=num_classes, **args)
+
+
+def _fixed_encoder(variant: str, expected: str, encoder: str) -> None:
+    if encoder != expected:
+        raise ConfigError(
+            f"model {variant!r} has the {expected} encoder, got encoder={encoder!r}; "
+            f"use model.name=pap with model.encoder={encoder} for another backbone"
+        )
+
+
+@register_model(options=PAPOptions, **PAP_VARIANT)
 def pap(
     *,
     encoder: str = "resnet18",
     pretrained: bool | str = False,
-    tasks: Sequence[str] = TASKS,
+    tasks: Sequence[str] | None = None,
     num_classes: int | None = None,
-    **kwargs: Any,
+    **args: Any,
 ) -> PAPNet:
     """PAP network (affinity at 1/8, cross-task + task-specific propagation, reconstruction); any encoder."""
-    return _pap(encoder, pretrained, tasks=tasks, num_classes=num_classes, **kwargs)
+    return _pap(encoder, pretrained, tasks, num_classes, **args)
 
 
-@register_model
+@register_model(options=PAPOptions, **PAP_VARIANT)
 def pap_resnet18(
-    *, pretrained: bool | str = False, tasks: Sequence[str] = TASKS, num_classes: int | None = None, **kwargs: Any
+    *,
+    encoder: str = "resnet18",
+    pretrained: bool | str = False,
+    tasks: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    **args: Any,
 ) -> PAPNet:
     """PAP with a ResNet-18 encoder (the paper's ablation backbone)."""
-    return _pap("resnet18", pretrained, tasks=tasks, num_classes=num_classes, **kwargs)
+    _fixed_encoder("pap_resnet18", "resnet18", encoder)
+    return _pap(encoder, pretrained, tasks, num_classes, **args)
 
 
-@register_model
+@register_model(options=PAPOptions, **PAP_VARIANT)
 def pap_resnet50(
-    *, pretrained: bool | str = False, tasks: Sequence[str] = TASKS, num_classes: int | None = None, **kwargs: Any
+    *,
+    encoder: str = "resnet50",
+    pretrained: bool | str = False,
+    tasks: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    **args: Any,
 ) -> PAPNet:
     """PAP with a ResNet-50 encoder (the paper's comparison backbone)."""
-    return _pap("resnet50", pretrained, tasks=tasks, num_classes=num_classes, **kwargs)
+    _fixed_encoder("pap_resnet50", "resnet50", encoder)
+    return _pap(encoder, pretrained, tasks, num_classes, **args)
 
 
-@register_model
+@register_model(options=PAPOptions, **PAP_VARIANT)
 def pap_vgg16_bn(
-    *, pretrained: bool | str = False, tasks: Sequence[str] = TASKS, num_classes: int | None = None, **kwargs: Any
+    *,
+    encoder: str = "vgg16_bn",
+    pretrained: bool | str = False,
+    tasks: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    **args: Any,
 ) -> PAPNet:
     """PAP with a VGG-16-BN encoder (the paper's surface-normal comparison)."""
-    return _pap("vgg16_bn", pretrained, tasks=tasks, num_classes=num_classes, **kwargs)
+    _fixed_encoder("pap_vgg16_bn", "vgg16_bn", encoder)
+    return _pap(encoder, pretrained, tasks, num_classes, **args)
 
 
-@register_model
+@register_model(options=CrossStitchOptions, **PAP_VARIANT)
 def cross_stitch(
     *,
     encoder: str = "resnet18",
     pretrained: bool | str = False,
-    tasks: Sequence[str] = TASKS,
+    tasks: Sequence[str] | None = None,
     num_classes: int | None = None,
-    **kwargs: Any,
+    **args: Any,
 ) -> PAPNet:
     """Baseline of PAP's Table 2: cross-stitch units in place of the affinity propagation."""
-    return _pap(encoder, pretrained, tasks=tasks, num_classes=num_classes, propagation="cross_stitch", **kwargs)
+    return _pap(encoder, pretrained, tasks, num_classes, propagation="cross_stitch", **args)
 
 
-@register_model
+@register_model(options=CSPNOptions, **PAP_VARIANT)
 def cspn(
     *,
     encoder: str = "resnet18",
     pretrained: bool | str = False,
-    tasks: Sequence[str] = TASKS,
+    tasks: Sequence[str] | None = None,
     num_classes: int | None = None,
-    **kwargs: Any,
+    **args: Any,
 ) -> PAPNet:
     """Baseline of PAP's Table 2: convolutional spatial propagation (local) in place of PAP's."""
-    return _pap(encoder, pretrained, tasks=tasks, num_classes=num_classes, propagation="cspn", **kwargs)
+    return _pap(encoder, pretrained, tasks, num_classes, propagation="cspn", **args)

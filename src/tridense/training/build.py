@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,30 +12,17 @@ from tridense.data.base import DenseDataset
 from tridense.data.sample import TASKS
 from tridense.errors import ConfigError
 from tridense.losses.multitask import MultiTaskLoss, build_task_losses
-from tridense.models.registry import _MODELS, _import_variants, create_model
+from tridense.models import create_model
 from tridense.training.config import LossConfig, ModelConfig
 
 
-def model_accepts(name: str, argument: str) -> bool:
-    """Whether the registered model ``name`` takes keyword ``argument`` (e.g. ``tasks``)."""
-    _import_variants()
-    if name not in _MODELS:
-        raise ConfigError(f"unknown model {name!r}; registered models: {sorted(_MODELS)}")
-    params = inspect.signature(_MODELS[name]).parameters
-    return argument in params
-
-
 def build_model(cfg: ModelConfig, *, tasks: Sequence[str] | None, num_classes: int | None) -> nn.Module:
-    """The registered model of ``cfg``; ``tasks`` is passed to models that take a task list."""
-    kwargs: dict[str, Any] = dict(cfg.args)
-    if model_accepts(cfg.name, "encoder"):
-        kwargs.setdefault("encoder", cfg.encoder)
-    kwargs.setdefault("pretrained", cfg.pretrained)
-    if tasks is not None and model_accepts(cfg.name, "tasks"):
-        kwargs.setdefault("tasks", tuple(tasks))
-    if model_accepts(cfg.name, "num_classes"):
-        kwargs.setdefault("num_classes", num_classes)
-    return create_model(cfg.name, **kwargs)
+    """The registered model of ``cfg`` (every variant takes the same keywords)."""
+    args: dict[str, Any] = dict(cfg.args)
+    tasks = args.pop("tasks", tasks)
+    return create_model(
+        cfg.name, encoder=cfg.encoder, pretrained=cfg.pretrained, tasks=tasks, num_classes=num_classes, **args
+    )
 
 
 def build_loss(cfg: LossConfig, tasks: Sequence[str]) -> MultiTaskLoss:

@@ -1,0 +1,168 @@
+"""The propagation protocol: blocks that diffuse per-task features and initial predictions.
+
+A propagation block sits between a multi-task network's task features and its decoders (PAP's section 4.3,
+the baselines of its Table 2, GAD's GAP block). Every block has the same interface::
+
+    features, initial = block.propagate(features, initial, iterations=None)
+
+mapping the task features ``{task: (B, C, h, w)}`` and the initial predictions ``{task: (B, C_t, h, w)}``
+(same grid) to diffused ones with the same keys and shapes; ``set_iterations(n)`` changes the diffusion
+steps of blocks that iterate (a no-op for the others). Blocks are built by name with
+:func:`build_propagation`; a new kind registers its builder with :func:`register_propagation`.
+
+Kinds: ``"pap"`` (:class:`~tridense.layers.affinity.PatternAffinitivePropagation`, cross-task affinities
+diffusing both signals), ``"cross_stitch"`` (linear mixing of the features, Misra et al.), ``"cspn"`` (one
+local spatial propagation per task diffusing both signals, Cheng et al.), ``"none"`` (identity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from tridense.errors import ConfigError
+from tridense.layers.affinity import PatternAffinitivePropagation
+from tridense.layers.cross_stitch import CrossStitch
+from tridense.layers.cspn import SpatialPropagation
+
+TaskMaps = dict[str, Tensor]
+
+
+@runtime_checkable
+class Propagation(Protocol):
+    """What a multi-task network needs of a propagation block (an ``nn.Module``)."""
+
+    tasks: tuple[str, ...]
+
+    def propagate(
+        self, features: Mapping[str, Tensor], initial: Mapping[str, Tensor], iterations: int | None = None
+    ) -> tuple[TaskMaps, TaskMaps]:
+        """Diffused ``(features, initial)``, same keys and shapes as the inputs."""
+        ...
+
+    def set_iterations(self, iterations: int) -> None:
+        """Change the diffusion steps (blocks that do not iterate ignore it)."""
+        ...
+
+
+class PAPPropagation(PatternAffinitivePropagation):
+    """PAP's cross-task + task-specific propagation over named tasks; diffuses initial prediction and features.
+
+    Parameters keep :class:`PatternAffinitivePropagation`'s names (``projections.*``, ``mixing_logits``, ...).
+    """
+
+    def __init__(self, tasks: Sequence[str], channels: int, affinity_channels: int | None = None, **options: Any):
+        super().__init__(channels, affinity_channels or channels // 2, num_tasks=len(tasks), **options)
+        self.tasks = tuple(tasks)
+
+    def propagate(
+        self, features: Mapping[str, Tensor], initial: Mapping[str, Tensor], iterations: int | None = None
+    ) -> tuple[TaskMaps, TaskMaps]:
+        diffused = self([features[t] for t in self.tasks], [[initial[t], features[t]] for t in self.tasks], iterations)
+        return (
+            {t: d[1] for t, d in zip(self.tasks, diffused, strict=True)},
+            {t: d[0] for t, d in zip(self.tasks, diffused, strict=True)},
+        )
+
+    def set_iterations(self, iterations: int) -> None:
+        self.iterations = iterations
+
+
+class CrossStitchPropagation(CrossStitch):
+    """Cross-stitch units over named tasks: the features are mixed, the initial predictions kept."""
+
+    def __init__(self, tasks: Sequence[str], channels: int, self_weight: float = 0.9) -> None:
+        super().__init__(len(tasks), channels, self_weight)
+        self.tasks = tuple(tasks)
+
+    def propagate(
+        self, features: Mapping[str, Tensor], initial: Mapping[str, Tensor], iterations: int | None = None
+    ) -> tuple[TaskMaps, TaskMaps]:
+        mixed = self([features[t] for t in self.tasks])
+        return dict(zip(self.tasks, mixed, strict=True)), dict(initial)
+
+    def set_iterations(self, iterations: int) -> None:
+        """Cross-stitch does not iterate."""
+
+
+class CSPNPropagation(nn.ModuleDict):
+    """One CSPN per task (guided by the task's features), diffusing its initial prediction and features.
+
+    Parameters are named ``<task>.affinity.*``.
+    """
+
+    def __init__(self, tasks: Sequence[str], channels: int, iterations: int = 4) -> None:
+        super().__init__({t: SpatialPropagation(channels, iterations) for t in tasks})
+        self.tasks = tuple(tasks)
+
+    def propagate(
+        self, features: Mapping[str, Tensor], initial: Mapping[str, Tensor], iterations: int | None = None
+    ) -> tuple[TaskMaps, TaskMaps]:
+        out_f, out_i = {}, {}
+        for task in self.tasks:
+            c = initial[task].shape[1]
+            both = torch.cat([initial[task], features[task]], dim=1)  # (B, C_t + C, h, w)
+            both = self[task](features[task], both, iterations)
+            out_i[task], out_f[task] = both[:, :c], both[:, c:]
+        return out_f, out_i
+
+    def set_iterations(self, iterations: int) -> None:
+        for module in self.values():
+            module.iterations = iterations
+
+
+class NoPropagation(nn.Module):
+    """Identity: features and initial predictions pass unchanged (no parameters)."""
+
+    def __init__(self, tasks: Sequence[str], channels: int) -> None:
+        super().__init__()
+        self.tasks = tuple(tasks)
+
+    def propagate(
+        self, features: Mapping[str, Tensor], initial: Mapping[str, Tensor], iterations: int | None = None
+    ) -> tuple[TaskMaps, TaskMaps]:
+        return dict(features), dict(initial)
+
+    def set_iterations(self, iterations: int) -> None:
+        """Nothing iterates."""
+
+
+#: Builders of the propagation kinds: ``(tasks, channels, **options) -> block``.
+PROPAGATIONS: dict[str, Callable[..., nn.Module]] = {
+    "pap": PAPPropagation,
+    "cross_stitch": CrossStitchPropagation,
+    "cspn": CSPNPropagation,
+    "none": NoPropagation,
+}
+
+
+def register_propagation(kind: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register a block class (or builder) under ``kind`` for :func:`build_propagation`."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if kind in PROPAGATIONS:
+            raise ValueError(f"propagation {kind!r} is registered twice")
+        PROPAGATIONS[kind] = builder
+        return builder
+
+    return decorate
+
+
+def build_propagation(kind: str, *, tasks: Sequence[str], channels: int, **options: Any) -> nn.Module:
+    """The propagation block ``kind`` for ``tasks`` whose features have ``channels`` channels.
+
+    Args:
+        kind: a key of :data:`PROPAGATIONS` (``pap``, ``cross_stitch``, ``cspn``, ``none``, ...).
+        tasks: task names, in the order of the network.
+        channels: channels of each task's features.
+        **options: the block's own options (e.g. ``similarity`` for ``pap``, ``iterations`` for ``cspn``).
+    """
+    if kind not in PROPAGATIONS:
+        raise ConfigError(f"unknown propagation {kind!r}; valid: {list(PROPAGATIONS)}")
+    try:
+        return PROPAGATIONS[kind](tuple(tasks), channels, **options)
+    except TypeError as err:
+        raise ConfigError(f"propagation {kind!r}: {err}") from err
