@@ -82,9 +82,7 @@ class TaskSpec:
 
 
 TASK_SPECS: dict[str, TaskSpec] = {
-    "depth": TaskSpec(
-        "depth", 1, _depth_activation, INVALID_VALUE["depth"], _flip_plain, "berhu", ("delta1", 1.0)
-    ),
+    "depth": TaskSpec("depth", 1, _depth_activation, INVALID_VALUE["depth"], _flip_plain, "berhu", ("delta1", 1.0)),
     "normals": TaskSpec(
         "normals", 3, _normals_activation, INVALID_VALUE["normals"], _flip_normals, "l1", ("within_22.5", 0.01)
     ),

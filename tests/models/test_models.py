@@ -90,3 +90,33 @@ def test_pretrained_true_offline_fails_fast(monkeypatch):
     monkeypatch.setattr(encoder_module, "_hub_reachable", lambda *a, **k: False)
     with pytest.raises(ConfigError, match="local weights file"):
         Encoder("resnet18", pretrained=True)
+
+
+def test_encoder_passes_timm_arguments_dilated_backbone():
+    """output_stride=8 dilates the last two stages: strides 2, 4, 8, 8, 8 and maps of that size."""
+    enc = Encoder("resnet18", output_stride=8, drop_path_rate=0.1)
+    assert enc.reductions == [2, 4, 8, 8, 8]
+    feats = enc(torch.randn(1, 3, 64, 64))
+    assert [64 // f.shape[-1] for f in feats] == enc.reductions
+    with pytest.raises(ConfigError, match="encoder_args"):
+        Encoder("resnet18", features_only=False)
+    with pytest.raises(ConfigError, match="resnet18"):
+        Encoder("resnet18", no_such_timm_argument=1)
+
+
+def test_dilated_encoder_through_model_args():
+    model = create_model("pap", num_classes=NUM_CLASSES, encoder_args={"output_stride": 8})
+    assert model.encoder.reductions[-1] == 8
+    out = model(torch.randn(1, 3, *SIZE))
+    assert out["depth"].shape == (1, 1, *SIZE)
+
+
+def test_pretrained_file_through_create_model(tmp_path):
+    """model.pretrained given as a local file (written here) initialises the encoder of a registered model."""
+    import timm
+
+    torch.manual_seed(1)
+    state = timm.create_model("resnet18", pretrained=False).state_dict()
+    torch.save(state, tmp_path / "weights.pt")
+    model = create_model("mtl_baseline", num_classes=NUM_CLASSES, pretrained=str(tmp_path / "weights.pt"))
+    torch.testing.assert_close(model.encoder.body.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])

@@ -14,6 +14,7 @@ from tridense.tasks import activate, task_spec
 
 __all__ = ["FPNDecoder", "PredictionHead", "activate", "init_depth_bias", "task_channels"]
 
+
 def task_channels(task: str, num_classes: int | None) -> int:
     """Output channels of ``task``'s prediction (see :class:`tridense.tasks.TaskSpec`)."""
     return task_spec(task).channels(num_classes)

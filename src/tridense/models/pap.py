@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 
 from tridense.data.sample import TASKS
@@ -168,7 +168,9 @@ class PAPNet(nn.Module):
         elif propagation == "cspn":
             options = {"iterations": iterations}
         # Registered under its kind's name, so parameters are named ``pap.*``, ``cross_stitch.*``, ``cspn.*``.
-        self.add_module(propagation, build_propagation(propagation, tasks=self.tasks, channels=task_channels, **options))
+        self.add_module(
+            propagation, build_propagation(propagation, tasks=self.tasks, channels=task_channels, **options)
+        )
 
         self.reconstruction = reconstruction
         if reconstruction:

@@ -70,8 +70,6 @@ def _register(
     default_loss: Mapping[str, Any] | None,
 ) -> ModelFn:
     name = fn.__name__
-    if name in _SPECS:
-        raise ValueError(f"model {name!r} is registered twice")
     if options is not None and not (isinstance(options, type) and issubclass(options, BaseModel)):
         raise TypeError(f"model {name!r}: options must be a pydantic BaseModel class, got {options!r}")
     loss = dict(default_loss or {})
@@ -81,6 +79,8 @@ def _register(
     stray = sorted(set(loss.get("aux_weights") or {}) - set(aux_stages))
     if stray:
         raise ValueError(f"model {name!r}: default aux_weights name stages {stray} not in aux_stages {aux_stages}")
+    if name in _SPECS:
+        raise ValueError(f"model {name!r} is registered twice")
     doc = (fn.__doc__ or "").strip().splitlines()
     _SPECS[name] = ModelSpec(
         name=name,
@@ -209,4 +209,6 @@ def create_model(
     kwargs = validate_args(name, args)
     if encoder is not None:
         kwargs["encoder"] = encoder
-    return spec.fn(pretrained=pretrained, tasks=None if tasks is None else tuple(tasks), num_classes=num_classes, **kwargs)
+    return spec.fn(
+        pretrained=pretrained, tasks=None if tasks is None else tuple(tasks), num_classes=num_classes, **kwargs
+    )
