@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tridense.data.intrinsics import NYU_INTRINSICS
 from tridense.data.io import read_npy, require_dir
 from tridense.geometry import crop_intrinsics, depth_to_normals, scale_intrinsics
 
-NYU_K = np.array([[518.8579, 0.0, 325.5824], [0.0, 519.4696, 253.7362], [0.0, 0.0, 1.0]])
+_P = NYU_INTRINSICS
+NYU_K = np.array([[_P["fx"], 0.0, _P["cx"]], [0.0, _P["fy"], _P["cy"]], [0.0, 0.0, 1.0]])
 CROP_TOP, CROP_BOTTOM, CROP_LEFT, CROP_RIGHT = 53, 467, 44, 596
 THRESHOLDS = (11.25, 22.5, 30.0)
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tridense.data.intrinsics import nyu_focal
 from tridense.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from tridense.layers.blocks import upsample_to
 from tridense.ops import unit_vectors
@@ -90,7 +91,7 @@ def intrinsics_for(info: Mapping[str, Any], size: tuple[int, int]) -> np.ndarray
     train_size = info.get("input_size")
     h, w = size
     if K_train is None or train_size is None:
-        f = 518.8579 * w / 640.0  # NYU's field of view
+        f = nyu_focal(w)  # NYU's field of view
         return np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]], dtype=np.float32)
     K = np.array(K_train, dtype=np.float64)
     sx, sy = w / train_size[1], h / train_size[0]

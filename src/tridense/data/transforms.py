@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from tridense.data.intrinsics import nyu_focal
 from tridense.data.sample import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from tridense.ops import vector_norm
 
@@ -182,7 +183,7 @@ def rotate_sample(sample: Sample, degrees: float, *, depth_interpolation: str = 
 
 def _default_K(h: int, w: int) -> torch.Tensor:
     """A pinhole camera with NYU's field of view, for samples that carry no intrinsics."""
-    f = 518.8579 * w / 640.0
+    f = nyu_focal(w)
     return torch.tensor([[f, 0.0, (w - 1) / 2], [0.0, f, (h - 1) / 2], [0.0, 0.0, 1.0]])
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tridense.data.intrinsics import NYU_INTRINSICS
 from tridense.data.synthetic.primitives import Box, Cylinder, Primitive, Quad, Room, Sphere
 from tridense.data.synthetic.textures import Material
 
@@ -38,8 +39,8 @@ CLASS_NAMES: tuple[str, ...] = tuple(name for name, _ in CLASSES)
 NYU40_IDS: tuple[int, ...] = tuple(nyu for _, nyu in CLASSES)
 C = {name: i for i, name in enumerate(CLASS_NAMES)}
 
-#: NYU-v2 Kinect intrinsics at 640x480, scaled to the render size.
-NYU_K_640 = (518.8579, 519.4696, 325.5824, 253.7362)
+#: NYU-v2 Kinect intrinsics at 640x480 (fx, fy, cx, cy), scaled to the render size.
+NYU_K_640 = tuple(NYU_INTRINSICS[k] for k in ("fx", "fy", "cx", "cy"))
 
 # Relative frequency of floor objects and of wall-mounted items.
 FLOOR_OBJECTS = {"cabinet": 3, "bed": 1.5, "chair": 4, "sofa": 2, "table": 3, "bookshelf": 2, "box": 2.5, "lamp": 1.5}
