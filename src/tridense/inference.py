@@ -19,8 +19,9 @@ from tridense.data.intrinsics import nyu_focal
 from tridense.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from tridense.layers.blocks import upsample_to
 from tridense.ops import unit_vectors
+from tridense.tasks import TASK_SPECS, TASKS
 
-TASK_KEYS = ("depth", "normals", "semseg")
+TASK_KEYS = TASKS
 
 
 def prepare_image(image: np.ndarray | torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
@@ -39,14 +40,7 @@ def prepare_image(image: np.ndarray | torch.Tensor, size: tuple[int, int] | None
 
 def _flip_back(outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Undo a horizontal flip of the input on the task outputs (mirror; n_x changes sign)."""
-    out = {}
-    for task in TASK_KEYS:
-        if task in outputs:
-            x = outputs[task].flip(-1)
-            if task == "normals":
-                x = torch.cat([-x[:, :1], x[:, 1:]], dim=1)
-            out[task] = x
-    return out
+    return {task: TASK_SPECS[task].flip(outputs[task]) for task in TASK_KEYS if task in outputs}
 
 
 @torch.no_grad()

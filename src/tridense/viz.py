@@ -31,7 +31,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from tridense.data.io import write_png
-from tridense.data.sample import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from tridense.data.sample import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, TASKS
 
 Color = tuple[int, int, int]
 Array = np.ndarray | torch.Tensor
@@ -58,7 +58,7 @@ DEPTH_CMAP = "turbo"
 ERROR_CMAP = "plasma"
 MISSING_GREY: Color = (128, 128, 128)
 _TITLE_HEIGHT = 16
-_TASKS = ("depth", "normals", "semseg")
+_TASKS = TASKS
 
 
 # --------------------------------------------------------------------------------------------------

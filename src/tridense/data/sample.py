@@ -38,7 +38,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Value that marks "no ground truth" for each dense key, used by collation and padding.
 INVALID_VALUE: dict[str, float | int] = {"depth": 0.0, "normals": 0.0, "semseg": IGNORE_INDEX, "instances": 0}
-DENSE_KEYS: tuple[str, ...] = ("image", "depth", "normals", "semseg", "instances")
 
 
 def _where(meta: Mapping[str, Any] | None) -> str | None:
@@ -65,7 +64,7 @@ def validate_raw_sample(sample: Mapping[str, Any], num_classes: int | None = Non
             where,
         )
     hw = image.shape[:2]
-    for key in ("depth", "normals", "semseg", "instances"):
+    for key in (*TASKS, "instances"):
         if key in sample and sample[key] is not None and tuple(sample[key].shape[:2]) != hw:
             raise DataError(f"'{key}' has size {tuple(sample[key].shape[:2])}, expected the image size {hw}", where)
     if "depth" in sample:
@@ -143,7 +142,7 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         names = [s.get("meta", {}).get("name") for s in samples]
         raise DataError(f"cannot batch images of different sizes {sorted(shapes)} ({names}); add a Resize or crop")
     batch["image"] = torch.stack([s["image"] for s in samples])
-    for key in ("depth", "normals", "semseg", "instances"):
+    for key in (*TASKS, "instances"):
         present = [key in s for s in samples]
         if key in TASKS or any(present):
             batch[f"has_{key}"] = torch.tensor(present, dtype=torch.bool)

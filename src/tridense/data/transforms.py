@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from tridense.data.intrinsics import nyu_focal
-from tridense.data.sample import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from tridense.data.sample import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, INVALID_VALUE
 from tridense.ops import vector_norm
+from tridense.tasks import TASK_SPECS, TASKS
 
 Sample = dict[str, Any]
 
@@ -106,7 +107,7 @@ def crop_sample(sample: Sample, top: int, left: int, height: int, width: int) ->
     h0, w0 = _size_of(sample)
     out = dict(sample)
     pad = (max(0, -left), max(0, left + width - w0), max(0, -top), max(0, top + height - h0))
-    fills = {"image": 0.0, "depth": 0.0, "normals": 0.0, "semseg": IGNORE_INDEX, "instances": 0}
+    fills = {"image": 0.0, **INVALID_VALUE}
     for key, fill in fills.items():
         if key not in sample:
             continue
@@ -127,13 +128,12 @@ def hflip_sample(sample: Sample) -> Sample:
     """Mirror left-right: every map flipped, n_x negated, cx -> W - 1 - cx."""
     _, w = _size_of(sample)
     out = dict(sample)
-    for key in ("image", "depth", "normals", "semseg", "instances"):
+    for key in ("image", "instances"):
         if key in sample:
             out[key] = sample[key].flip(-1)
-    if "normals" in sample:
-        normals = out["normals"].clone()
-        normals[0] = -normals[0]
-        out["normals"] = normals
+    for task in TASKS:  # each task's own rule (normals: n_x negated)
+        if task in sample:
+            out[task] = TASK_SPECS[task].flip(sample[task])
     if "K" in sample:
         K = sample["K"].clone()
         K[0, 2] = w - 1 - K[0, 2]
