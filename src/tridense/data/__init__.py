@@ -31,19 +31,19 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "IGNORE_INDEX",
+    "SUNRGBD",
+    "TASKS",
     "DenseDataset",
     "FolderDataset",
-    "IGNORE_INDEX",
     "KITTIDepth",
     "NYUv2Folder",
     "NYUv2Labeled",
     "NYUv2MultiTask",
     "NYUv2Preprocessed",
     "NYUv2Raw",
-    "SUNRGBD",
     "Stanford2D3DS",
     "SyntheticScenes",
-    "TASKS",
     "build_dataset",
     "collate",
     "list_datasets",
