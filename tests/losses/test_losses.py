@@ -6,7 +6,9 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from tridense.data.sample import IGNORE_INDEX
 from tridense.losses import MultiTaskLoss, build_task_losses
 from tridense.losses import functional as LF
 
@@ -109,3 +111,57 @@ def test_multitask_loss_without_any_task_is_an_error():
 def test_unknown_loss_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="berhu"):
         build_task_losses(("depth",), depth="huber")
+
+
+def _reference(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The losses written with boolean indexing (the definitions), to compare the sync-free versions with."""
+    err = (pred - target).abs()[mask]
+    c = (0.2 * err.max()).clamp_min(1e-6)
+    d = torch.log(pred[mask]) - torch.log(target[mask])
+    return {
+        "berhu": torch.where(err <= c, err, (err * err + c * c) / (2 * c)).mean(),
+        "l1": err.mean(),
+        "silog": torch.sqrt((d * d).mean() - 0.85 * d.mean() ** 2 + 1e-6),
+    }
+
+
+def test_sync_free_losses_equal_the_indexed_definitions():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 1, 5, 6, generator=g) + 0.5
+    target = torch.rand(2, 1, 5, 6, generator=g) * 3
+    mask = target > 0.6
+    target = torch.where(mask, target, torch.full_like(target, float("nan")))  # garbage off the mask
+    ref = _reference(pred, torch.nan_to_num(target, nan=1.0), mask)
+    torch.testing.assert_close(LF.berhu(pred, target, mask), ref["berhu"])
+    torch.testing.assert_close(LF.depth_l1(pred, target, mask), ref["l1"])
+    torch.testing.assert_close(LF.silog(pred, target, mask), ref["silog"])
+
+    logits = torch.randn(2, 4, 5, 6, generator=g)
+    labels = torch.randint(0, 4, (2, 5, 6), generator=g)
+    labels[0, :2] = IGNORE_INDEX
+    torch.testing.assert_close(
+        LF.cross_entropy(logits, labels), F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+    )
+    weight = torch.tensor([0.5, 1.0, 2.0, 0.1])
+    torch.testing.assert_close(
+        LF.cross_entropy(logits, labels, weight=weight),
+        F.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORE_INDEX),
+    )
+    valid = labels != IGNORE_INDEX
+    log_pt = F.log_softmax(logits, 1).gather(1, torch.where(valid, labels, 0)[:, None])[:, 0][valid]
+    torch.testing.assert_close(LF.focal(logits, labels, 2.0), (-((1 - log_pt.exp()) ** 2) * log_pt).mean())
+
+
+@pytest.mark.parametrize("name", ["berhu", "depth_l1", "silog", "normal_l1", "normal_cosine", "cross_entropy", "focal"])
+def test_every_loss_is_a_connected_zero_on_an_empty_mask(name: str):
+    pred = torch.rand(1, 3, 2, 2, requires_grad=True)
+    fn = getattr(LF, name)
+    if name in ("cross_entropy", "focal"):
+        value = fn(pred, torch.full((1, 2, 2), IGNORE_INDEX))
+    elif name.startswith("normal"):
+        value = fn(pred, torch.zeros(1, 3, 2, 2), torch.zeros(1, 1, 2, 2, dtype=torch.bool))
+    else:
+        value = fn(pred[:, :1], torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2, dtype=torch.bool))
+    assert value.item() == 0.0
+    value.backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all()

@@ -2,8 +2,10 @@
 
 Every function takes a boolean ``mask`` of the pixels that count (valid ground truth of samples that have the
 task) and returns a scalar tensor. With an empty mask a loss returns a zero that is still connected to the
-prediction's graph (so DDP sees every parameter used). Predictions whose spatial size differs from the target
-are resized bilinearly to it first (:func:`match_size`), as for the initial predictions of PAP.
+prediction's graph (so DDP sees every parameter used). No loss synchronises with the host (no ``mask.any()``,
+no boolean indexing): masked values are replaced by zero and counts clamped, so CUDA work stays queued.
+Predictions whose spatial size differs from the target are resized bilinearly to it first
+(:func:`match_size`), as for the initial predictions of PAP.
 
 Formulas (e = pred - target on valid pixels, means over valid pixels of the batch):
 
@@ -35,27 +37,23 @@ def match_size(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.interpolate(pred, size=size, mode="bilinear", align_corners=False)
 
 
-def _zero(pred: torch.Tensor) -> torch.Tensor:
-    return pred.sum() * 0.0
-
-
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over ``mask`` (same shape), or a graph-connected zero if the mask is empty."""
-    count = mask.sum()
-    if count == 0:
-        return _zero(values)
-    return (values * mask).sum() / count
+    """Mean of ``values`` over ``mask`` (broadcastable), or a graph-connected zero if the mask is empty.
+
+    No host synchronisation: the count is clamped instead of tested, and masked-out values (which may be
+    NaN or infinite, e.g. the log of an invalid depth) are replaced, not multiplied, by zero.
+    """
+    total = torch.where(mask, values, torch.zeros_like(values)).sum()
+    return total / mask.sum().clamp_min(1)
 
 
 def berhu(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
     """Reverse Huber loss with c = ``threshold`` * max|e| over the valid pixels of the batch."""
     pred = match_size(pred, target)
-    if not mask.any():
-        return _zero(pred)
-    err = (pred - target).abs()[mask]
+    err = torch.where(mask, (pred - target).abs(), torch.zeros_like(pred))  # 0 off the mask: max is the valid max
     c = (threshold * err.max()).detach().clamp_min(1e-6)
     loss = torch.where(err <= c, err, (err * err + c * c) / (2 * c))
-    return loss.mean()
+    return masked_mean(loss, mask)
 
 
 def depth_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -68,10 +66,12 @@ def silog(
 ) -> torch.Tensor:
     """Scale-invariant log loss sqrt(mean(d^2) - lam * mean(d)^2), d = ln p - ln g over valid pixels."""
     pred = match_size(pred, target)
-    if not mask.any():
-        return _zero(pred)
-    d = torch.log(pred[mask].clamp_min(eps)) - torch.log(target[mask].clamp_min(eps))
-    return torch.sqrt((d * d).mean() - lam * d.mean() ** 2 + eps)
+    d = torch.log(pred.clamp_min(eps)) - torch.log(target.clamp_min(eps))
+    d = torch.where(mask, d, torch.zeros_like(d))
+    count = mask.sum()
+    n = count.clamp_min(1)
+    value = torch.sqrt((d * d).sum() / n - lam * (d.sum() / n) ** 2 + eps)
+    return torch.where(count > 0, value, value * 0.0)  # empty mask: a connected zero, without a sync
 
 
 def normal_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -92,11 +92,19 @@ def cross_entropy(
     ignore_index: int = IGNORE_INDEX,
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Pixel-wise cross-entropy averaged over non-ignored pixels (zero if there are none)."""
+    """Pixel-wise cross-entropy averaged over non-ignored pixels (zero if there are none).
+
+    With class ``weight`` the average is weighted as :func:`torch.nn.functional.cross_entropy`'s.
+    """
     logits = match_size(logits, target)
-    if not (target != ignore_index).any():
-        return _zero(logits)
-    return F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index)
+    valid = target != ignore_index
+    total = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="sum")
+    if weight is None:
+        denom = valid.sum()
+    else:
+        safe = torch.where(valid, target, torch.zeros_like(target))
+        denom = (weight.to(logits.dtype)[safe] * valid).sum()
+    return total / torch.where(denom > 0, denom, torch.ones_like(denom))
 
 
 def focal(
@@ -105,10 +113,8 @@ def focal(
     """Focal loss -(1 - p_c*)^gamma log p_c*, averaged over non-ignored pixels (GAD eq. 6 with gamma = 2)."""
     logits = match_size(logits, target)
     valid = target != ignore_index
-    if not valid.any():
-        return _zero(logits)
     log_p = F.log_softmax(logits, dim=1)  # (B, C, H, W)
     safe = torch.where(valid, target, torch.zeros_like(target))
     log_pt = log_p.gather(1, safe[:, None])[:, 0]  # (B, H, W)
     loss = -((1.0 - log_pt.exp()) ** gamma) * log_pt
-    return loss[valid].mean()
+    return masked_mean(loss, valid)

@@ -1,8 +1,8 @@
 """Task losses as thin modules over :mod:`tridense.losses.functional`, and the weighted multi-task loss.
 
 A task loss reads its ground truth and validity from a collated batch: depth is valid where > 0, normals
-where non-zero, labels where != 255, and only for samples whose ``has_<task>`` flag is set, so a batch that
-mixes datasets (or lacks a task entirely) is handled without special cases.
+where non-zero, labels where != ``IGNORE_INDEX`` (255), and only for samples whose ``has_<task>`` flag is
+set, so a batch that mixes datasets (or lacks a task entirely) is handled without special cases.
 """
 
 from __future__ import annotations
@@ -82,19 +82,17 @@ class NormalLoss(nn.Module):
 class SegLoss(nn.Module):
     """Segmentation loss: ``ce`` (default) or ``focal`` with ``gamma`` (GAD)."""
 
-    def __init__(self, kind: str = "ce", *, gamma: float = 2.0, class_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, kind: str = "ce", *, gamma: float = 2.0) -> None:
         super().__init__()
         if kind not in SEG_LOSSES:
             raise ValueError(f"unknown segmentation loss {kind!r}; valid: {list(SEG_LOSSES)}")
         self.kind, self.gamma = kind, gamma
-        weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
-        self.register_buffer("class_weights", weight, persistent=False)
 
     def forward(self, logits: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
         target = semseg_target(batch)
         if self.kind == "focal":
             return LF.focal(logits, target, self.gamma)
-        return LF.cross_entropy(logits, target, weight=self.class_weights)
+        return LF.cross_entropy(logits, target)
 
 
 def build_task_losses(
