@@ -11,6 +11,8 @@ turned towards the camera, ``semseg`` / ``instances`` the class and instance of 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from tridense.data.synthetic.primitives import Primitive
@@ -61,31 +63,53 @@ def window_glass(material: Material, s: np.ndarray, t: np.ndarray) -> np.ndarray
     return ~frame
 
 
-def render(
-    scene: Scene, rng: np.random.Generator, *, shadows: bool = True, sensor_invalid: bool = True, noise: bool = True
-) -> dict:
-    """Render ``scene``; ``rng`` draws exposure, sensor noise and depth dropouts.
+Rays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
-    Returns a raw sample (see :mod:`tridense.data.sample`): image, depth, normals, semseg, instances, K.
-    With ``sensor_invalid``, depth (and normals) are invalid on window glass, and depth is dropped at some
-    pixels along depth discontinuities, as a structured-light sensor does.
-    """
+
+@dataclass
+class _Hits:
+    """Nearest hit of every pixel's ray: distance, room face, primitive index (-1 = room), and the point."""
+
+    t: np.ndarray  # (H, W) ray parameter = z-depth
+    face: np.ndarray  # (H, W) room face of the exit point
+    prim: np.ndarray  # (H, W) int32 index into scene.primitives, -1 = room
+    rects: dict[int, tuple[int, int, int, int]]  # screen rectangle of every primitive tested
+    points: Rays  # (H, W) x, y, z of the hit points
+
+
+@dataclass
+class _Surface:
+    """What was hit at every pixel: world normal, albedo, material flags, class and instance."""
+
+    normal: Rays
+    albedo: np.ndarray  # (H, W, 3)
+    emissive: np.ndarray  # (H, W) bool
+    glass: np.ndarray  # (H, W) bool
+    semseg: np.ndarray  # (H, W) int64
+    instances: np.ndarray  # (H, W) int64
+
+
+def _camera_rays(scene: Scene) -> Rays:
+    """World directions R @ (a, b, 1) of the rays through every pixel centre (unit z in the camera frame)."""
     cam = scene.camera
     h, w = cam.size
-    K = cam.K
-    R = cam.R
-    o = cam.position
+    K, R = cam.K, cam.R
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
     a = (u - K[0, 2]) / K[0, 0]
     b = (v - K[1, 2]) / K[1, 1]
-    # World ray directions R @ (a, b, 1), written out (no BLAS: identical results on every machine).
+    # Written out (no BLAS: identical results on every machine).
     dx = R[0, 0] * a + R[0, 1] * b + R[0, 2]
     dy = R[1, 0] * a + R[1, 1] * b + R[1, 2]
     dz = R[2, 0] * a + R[2, 1] * b + R[2, 2]
+    return dx, dy, dz
 
-    # Nearest hit: the room's exit point, then every primitive inside its screen rectangle.
-    best_t, face = scene.room.intersect_exit(o, (dx, dy, dz))
-    best_id = np.full((h, w), -1, dtype=np.int32)  # -1 = room
+
+def _nearest_hits(scene: Scene, rays: Rays) -> _Hits:
+    """The room's exit point, then every primitive inside its screen rectangle: the nearest hit wins."""
+    o = scene.camera.position
+    dx, dy, dz = rays
+    best_t, face = scene.room.intersect_exit(o, rays)
+    best_id = np.full(best_t.shape, -1, dtype=np.int32)  # -1 = room
     rects: dict[int, tuple[int, int, int, int]] = {}
     for k, prim in enumerate(scene.primitives):
         rect = _screen_rect(prim, scene)
@@ -98,55 +122,66 @@ def render(
         closer = t < bt
         bt[closer] = t[closer]
         best_id[v0:v1, u0:u1][closer] = k
+    points = (o[0] + best_t * dx, o[1] + best_t * dy, o[2] + best_t * dz)
+    return _Hits(best_t, face, best_id, rects, points)
 
-    px, py, pz = o[0] + best_t * dx, o[1] + best_t * dy, o[2] + best_t * dz
+
+def _surfaces(scene: Scene, hits: _Hits) -> _Surface:
+    """Normals, albedo, flags, classes and instances of the room faces and primitives hit."""
+    h, w = hits.t.shape
+    px, py, pz = hits.points
     nx, ny, nz = np.zeros((h, w)), np.zeros((h, w)), np.zeros((h, w))
-    albedo = np.zeros((h, w, 3))
-    emissive = np.zeros((h, w), dtype=bool)
-    glass = np.zeros((h, w), dtype=bool)
-    semseg = np.zeros((h, w), dtype=np.int64)
-    instances = np.zeros((h, w), dtype=np.int64)
-
-    room_px = best_id < 0
+    surf = _Surface(
+        normal=(nx, ny, nz),
+        albedo=np.zeros((h, w, 3)),
+        emissive=np.zeros((h, w), dtype=bool),
+        glass=np.zeros((h, w), dtype=bool),
+        semseg=np.zeros((h, w), dtype=np.int64),
+        instances=np.zeros((h, w), dtype=np.int64),
+    )
+    room_px = hits.prim < 0
     if room_px.any():
-        (rnx, rny, rnz), s, t = _room_surface(face[room_px], px[room_px], py[room_px], pz[room_px])
+        (rnx, rny, rnz), s, t = _room_surface(hits.face[room_px], px[room_px], py[room_px], pz[room_px])
         nx[room_px], ny[room_px], nz[room_px] = rnx, rny, rnz
-        f = face[room_px]
+        f = hits.face[room_px]
         wall_c, floor_c, ceil_c = scene.room.class_ids
-        semseg[room_px] = np.where(f == 4, floor_c, np.where(f == 5, ceil_c, wall_c))
+        surf.semseg[room_px] = np.where(f == 4, floor_c, np.where(f == 5, ceil_c, wall_c))
         rgb = np.zeros((len(f), 3))
         for mat, sel in ((scene.room.walls, f <= 3), (scene.room.floor, f == 4), (scene.room.ceiling, f == 5)):
             if sel.any():
                 rgb[sel] = shade_albedo(mat, s[sel], t[sel])
-        albedo[room_px] = rgb
-    for k in np.unique(best_id[best_id >= 0]):
+        surf.albedo[room_px] = rgb
+    for k in np.unique(hits.prim[hits.prim >= 0]):
         prim = scene.primitives[int(k)]
-        v0, v1, u0, u1 = rects[int(k)]
-        win = (slice(v0, v1), slice(u0, u1))
-        local = best_id[win] == k
-        rows, cols = np.nonzero(local)
+        v0, v1, u0, u1 = hits.rects[int(k)]
+        rows, cols = np.nonzero(hits.prim[v0:v1, u0:u1] == k)
         rows += v0
         cols += u0
         (pnx, pny, pnz), s, t = prim.surface((px[rows, cols], py[rows, cols], pz[rows, cols]))
         nx[rows, cols], ny[rows, cols], nz[rows, cols] = pnx, pny, pnz
-        albedo[rows, cols] = shade_albedo(prim.material, s, t)
-        emissive[rows, cols] = prim.material.emissive
-        semseg[rows, cols] = prim.class_id
-        instances[rows, cols] = prim.instance_id
+        surf.albedo[rows, cols] = shade_albedo(prim.material, s, t)
+        surf.emissive[rows, cols] = prim.material.emissive
+        surf.semseg[rows, cols] = prim.class_id
+        surf.instances[rows, cols] = prim.instance_id
         if prim.material.kind == "window":
-            glass[rows, cols] = window_glass(prim.material, s, t)
+            surf.glass[rows, cols] = window_glass(prim.material, s, t)
+    return surf
 
-    # Turn every normal towards the camera (two-sided quads; a no-op for closed surfaces seen from outside).
-    facing = nx * dx + ny * dy + nz * dz
+
+def _face_camera(normal: Rays, rays: Rays) -> Rays:
+    """Turn every normal towards the camera (two-sided quads; a no-op for closed surfaces seen from outside)."""
+    nx, ny, nz = normal
+    facing = nx * rays[0] + ny * rays[1] + nz * rays[2]
     flip = np.where(facing > 0, -1.0, 1.0)
-    nx, ny, nz = nx * flip, ny * flip, nz * flip
+    return nx * flip, ny * flip, nz * flip
 
-    # Lambertian shading from point lights with cast shadows, plus ambient (float32 from here on).
+
+def _radiance(scene: Scene, points: Rays, normal: Rays, lit: np.ndarray, shadows: bool) -> np.ndarray:
+    """(H, W, 3) float32 light arriving at each point: Lambertian point lights with cast shadows, plus ambient."""
     f32 = np.float32
-    nx32, ny32, nz32 = nx.astype(f32), ny.astype(f32), nz.astype(f32)
-    px32, py32, pz32 = px.astype(f32), py.astype(f32), pz.astype(f32)
-    radiance = np.full((h, w, 3), scene.ambient, dtype=f32)
-    lit = ~emissive
+    nx32, ny32, nz32 = (n.astype(f32) for n in normal)
+    px32, py32, pz32 = (p.astype(f32) for p in points)
+    radiance = np.full((*lit.shape, 3), scene.ambient, dtype=f32)
     occluders = _occluders(scene) if shadows else []
     for light in scene.lights:
         lp = light.position.astype(f32)
@@ -169,32 +204,57 @@ def render(
             visible[rows[shadow], cols[shadow]] = False
         gain = np.where(visible, ndotl * f32(light.intensity) / (1.0 + 0.05 * dist2), f32(0.0))
         radiance += gain[..., None] * light.color.astype(f32)
-    color = albedo.astype(f32) * radiance
-    # Auto-exposure on lit surfaces (from a subsample), a gamma of 2 (sqrt), the emitters on top.
-    sub = color[::4, ::4][lit[::4, ::4]]
+    return radiance
+
+
+def _expose(
+    color: np.ndarray, albedo: np.ndarray, emissive: np.ndarray, rng: np.random.Generator, noise: bool
+) -> np.ndarray:
+    """Auto-exposure on lit surfaces (from a subsample), a gamma of 2 (sqrt), the emitters on top, sensor
+    noise; uint8 (H, W, 3)."""
+    f32 = np.float32
+    sub = color[::4, ::4][~emissive[::4, ::4]]
     lum = sub.mean(axis=-1) if len(sub) else np.ones(1, dtype=f32)
     exposure = f32(0.85 / max(float(np.quantile(lum, 0.97)), 1e-3) * rng.uniform(0.85, 1.05))
     color = np.sqrt(np.clip(color * exposure, 0, 1))
     color[emissive] = albedo[emissive]
     if noise:
         color += f32(rng.uniform(0.004, 0.02)) * rng.standard_normal(color.shape, dtype=f32)
-    image = np.round(np.clip(color, 0, 1) * 255).astype(np.uint8)
+    return np.round(np.clip(color, 0, 1) * 255).astype(np.uint8)
+
+
+def render(
+    scene: Scene, rng: np.random.Generator, *, shadows: bool = True, sensor_invalid: bool = True, noise: bool = True
+) -> dict:
+    """Render ``scene``; ``rng`` draws exposure, sensor noise and depth dropouts.
+
+    Returns a raw sample (see :mod:`tridense.data.sample`): image, depth, normals, semseg, instances, K.
+    With ``sensor_invalid``, depth (and normals) are invalid on window glass, and depth is dropped at some
+    pixels along depth discontinuities, as a structured-light sensor does.
+    """
+    rays = _camera_rays(scene)
+    hits = _nearest_hits(scene, rays)
+    surf = _surfaces(scene, hits)
+    normal = _face_camera(surf.normal, rays)
+    radiance = _radiance(scene, hits.points, normal, ~surf.emissive, shadows)
+    image = _expose(surf.albedo.astype(np.float32) * radiance, surf.albedo, surf.emissive, rng, noise)
 
     # Camera-frame normals: n_cam = R^T n_world (a rotation of analytic unit normals).
-    n_cam = np.stack([R[0, i] * nx + R[1, i] * ny + R[2, i] * nz for i in range(3)], axis=-1)
-    normals = n_cam.astype(np.float32)
-    depth = best_t.astype(np.float32)
+    R = scene.camera.R
+    nx, ny, nz = normal
+    normals = np.stack([R[0, i] * nx + R[1, i] * ny + R[2, i] * nz for i in range(3)], axis=-1).astype(np.float32)
+    depth = hits.t.astype(np.float32)
     if sensor_invalid:
-        depth[glass] = 0.0
-        normals[glass] = 0.0
-        depth[_edge_dropouts(best_t, rng)] = 0.0
+        depth[surf.glass] = 0.0
+        normals[surf.glass] = 0.0
+        depth[_edge_dropouts(hits.t, rng)] = 0.0
     return {
         "image": image,
         "depth": depth,
         "normals": normals,
-        "semseg": semseg,
-        "instances": instances,
-        "K": K.astype(np.float32),
+        "semseg": surf.semseg,
+        "instances": surf.instances,
+        "K": scene.camera.K.astype(np.float32),
     }
 
 
