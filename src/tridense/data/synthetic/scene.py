@@ -441,22 +441,38 @@ def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def generate_scene(
-    rng: np.random.Generator, size: tuple[int, int], *, min_objects: int = 3, max_objects: int = 15
-) -> Scene:
-    """Draw a random room, camera, objects and lights from ``rng``."""
+@dataclass
+class _Contents:
+    """The primitives of a scene being built, grouped by object instance (ids from 1)."""
+
+    primitives: list[Primitive] = field(default_factory=list)
+    objects: dict[int, tuple[int, list[int]]] = field(default_factory=dict)
+    instance: int = 0
+
+    def add(self, class_id: int, prims: list[Primitive]) -> None:
+        """Record ``prims`` as the object of the current instance id."""
+        self.objects[self.instance] = (class_id, list(range(len(self.primitives), len(self.primitives) + len(prims))))
+        self.primitives.extend(prims)
+
+
+def _random_room(rng: np.random.Generator) -> Room:
+    """Room size (x, y, height) and the materials of floor, walls and ceiling."""
     room_size = np.array([rng.uniform(3.0, 7.0), rng.uniform(3.0, 8.0), rng.uniform(2.4, 3.2)])
     floor_kind = rng.random()
     floor = wood(rng) if floor_kind < 0.45 else tiles(rng) if floor_kind < 0.75 else fabric(rng)
     walls = paint(rng, light=True)
     ceiling = Material("paint", _jitter(rng, (0.93, 0.93, 0.9), 0.05)[None], salt=int(rng.integers(1 << 30)))
-    room = Room(room_size, floor=floor, ceiling=ceiling, walls=walls, class_ids=(C["wall"], C["floor"], C["ceiling"]))
+    return Room(room_size, floor=floor, ceiling=ceiling, walls=walls, class_ids=(C["wall"], C["floor"], C["ceiling"]))
 
-    # Camera: inside the room, 0.5 m from the walls, at a person's height, looking slightly down.
+
+def _random_camera(rng: np.random.Generator, room_size: np.ndarray, size: tuple[int, int]) -> tuple[Camera, float]:
+    """A camera inside the room, 0.5 m from the walls, at a person's height, looking slightly down; its yaw.
+
+    The heading is mostly towards the room centre, and never at a wall closer than ~2 m (or the best of a
+    few tries in a small room), so the view is a room rather than a wall filling the frame.
+    """
     cam_xy = np.array([rng.uniform(0.5, room_size[0] - 0.5), rng.uniform(0.5, room_size[1] - 0.5)])
     cam_pos = np.array([cam_xy[0], cam_xy[1], rng.uniform(1.2, 1.7)])
-    # Heading: mostly towards the room centre, and never at a wall closer than ~2 m (or the best of a few
-    # tries in a small room), so the view is a room rather than a wall filling the frame.
     centre = room_size[:2] / 2
     to_centre = math.atan2(centre[1] - cam_xy[1], centre[0] - cam_xy[0])
     best_yaw, best_free = 0.0, -1.0
@@ -467,68 +483,84 @@ def generate_scene(
             best_yaw, best_free = yaw, free
         if free >= 2.2:
             break
-    yaw = best_yaw
     pitch = math.radians(rng.uniform(-22.0, 5.0))
     roll = math.radians(rng.uniform(-4.0, 4.0))
-    camera = Camera(cam_pos, look_rotation(yaw, pitch, roll), intrinsics(size), size)
+    return Camera(cam_pos, look_rotation(best_yaw, pitch, roll), intrinsics(size), size), best_yaw
 
-    primitives: list[Primitive] = []
-    objects: dict[int, tuple[int, list[int]]] = {}
-    footprints: list[tuple[float, float, float, float]] = [
-        (cam_xy[0] - 0.45, cam_xy[1] - 0.45, cam_xy[0] + 0.45, cam_xy[1] + 0.45)
-    ]
-    n_objects = int(rng.integers(min_objects, max_objects + 1))
-    n_wall = round(n_objects * rng.uniform(0.15, 0.4))
-    instance = 0
+
+def _add_wall_items(rng: np.random.Generator, count: int, room_size: np.ndarray, contents: _Contents) -> None:
+    """Up to ``count`` pictures, windows and doors on random walls (an item that does not fit is skipped)."""
     occupied: list[tuple[int, float, float]] = []
-    for _ in range(n_wall):
+    for _ in range(count):
         name = _pick(rng, WALL_ITEMS)
         wall = int(rng.integers(4))
-        prims = build_wall_item(name, rng, wall, room_size, instance + 1, occupied)
+        prims = build_wall_item(name, rng, wall, room_size, contents.instance + 1, occupied)
         if prims is None:
             continue
-        instance += 1
-        objects[instance] = (C[name], list(range(len(primitives), len(primitives) + len(prims))))
-        primitives.extend(prims)
-    hfov = math.atan2(size[1] / 2, camera.K[0, 0])
-    for _ in range(n_objects - n_wall):
+        contents.instance += 1
+        contents.add(C[name], prims)
+
+
+def _snap_to_wall(x: float, y: float, depth: float, room_size: np.ndarray) -> tuple[float, float, float]:
+    """Move (x, y) to the nearest wall with the object's back (local +y) against it; returns x, y, yaw."""
+    wall = int(np.argmin([x, room_size[0] - x, y, room_size[1] - y]))
+    yaw = (math.pi / 2, -math.pi / 2, math.pi, 0.0)[wall]
+    if wall == 0:
+        x = depth / 2 + 0.02
+    elif wall == 1:
+        x = room_size[0] - depth / 2 - 0.02
+    elif wall == 2:
+        y = depth / 2 + 0.02
+    else:
+        y = room_size[1] - depth / 2 - 0.02
+    return x, y, yaw
+
+
+def _floor_pose(
+    rng: np.random.Generator, name: str, depth: float, room_size: np.ndarray, camera: Camera, yaw: float
+) -> tuple[float, float, float]:
+    """A candidate (x, y, yaw) of a floor object: mostly in the camera's view wedge, large furniture often
+    against a wall."""
+    against_wall = name in ("cabinet", "bookshelf", "bed", "sofa") and rng.random() < 0.75
+    cam_x, cam_y = camera.position[0], camera.position[1]
+    if rng.random() < 0.7:  # somewhere in the view wedge
+        hfov = math.atan2(camera.size[1] / 2, camera.K[0, 0])
+        ang = yaw + rng.uniform(-hfov, hfov)
+        dist = rng.uniform(1.0, 6.0)
+        x, y = cam_x + dist * math.cos(ang), cam_y + dist * math.sin(ang)
+    else:
+        x, y = rng.uniform(0, room_size[0]), rng.uniform(0, room_size[1])
+    if against_wall:
+        return _snap_to_wall(x, y, depth, room_size)
+    obj_yaw = rng.uniform(-math.pi, math.pi) if rng.random() < 0.4 else rng.integers(4) * math.pi / 2
+    return x, y, obj_yaw
+
+
+def _add_floor_objects(
+    rng: np.random.Generator, count: int, room_size: np.ndarray, camera: Camera, yaw: float, contents: _Contents
+) -> None:
+    """``count`` furniture objects, each at the first of 25 candidate poses inside the room that overlaps
+    neither another object nor the camera's own footprint (skipped if none does)."""
+    cam_x, cam_y = camera.position[0], camera.position[1]
+    footprints: list[tuple[float, float, float, float]] = [(cam_x - 0.45, cam_y - 0.45, cam_x + 0.45, cam_y + 0.45)]
+    for _ in range(count):
         name = _pick(rng, FLOOR_OBJECTS)
         parts, (w, d) = build_object(name, rng)
         for _attempt in range(25):
-            against_wall = name in ("cabinet", "bookshelf", "bed", "sofa") and rng.random() < 0.75
-            if rng.random() < 0.7:  # somewhere in the view wedge
-                ang = yaw + rng.uniform(-hfov, hfov)
-                dist = rng.uniform(1.0, 6.0)
-                x, y = cam_xy[0] + dist * math.cos(ang), cam_xy[1] + dist * math.sin(ang)
-            else:
-                x, y = rng.uniform(0, room_size[0]), rng.uniform(0, room_size[1])
-            if against_wall:
-                # Snap to the nearest wall, the back (local +y) against it.
-                dists = [x, room_size[0] - x, y, room_size[1] - y]
-                wall = int(np.argmin(dists))
-                obj_yaw = (math.pi / 2, -math.pi / 2, math.pi, 0.0)[wall]
-                if wall == 0:
-                    x = d / 2 + 0.02
-                elif wall == 1:
-                    x = room_size[0] - d / 2 - 0.02
-                elif wall == 2:
-                    y = d / 2 + 0.02
-                else:
-                    y = room_size[1] - d / 2 - 0.02
-            else:
-                obj_yaw = rng.uniform(-math.pi, math.pi) if rng.random() < 0.4 else rng.integers(4) * math.pi / 2
+            x, y, obj_yaw = _floor_pose(rng, name, d, room_size, camera, yaw)
             fp = _footprint(x, y, obj_yaw, w, d)
             if fp[0] < 0.01 or fp[1] < 0.01 or fp[2] > room_size[0] - 0.01 or fp[3] > room_size[1] - 0.01:
                 continue
             if any(_overlaps(fp, other, 0.05) for other in footprints):
                 continue
             footprints.append(fp)
-            instance += 1
-            prims = _place_parts(parts, x, y, obj_yaw, C[name], instance)
-            objects[instance] = (C[name], list(range(len(primitives), len(primitives) + len(prims))))
-            primitives.extend(prims)
+            contents.instance += 1
+            contents.add(C[name], _place_parts(parts, x, y, obj_yaw, C[name], contents.instance))
             break
 
+
+def _random_lights(rng: np.random.Generator, room_size: np.ndarray) -> list[Light]:
+    """One or two warm ceiling lights."""
     lights = []
     for _ in range(int(rng.integers(1, 3))):
         pos = np.array(
@@ -539,5 +571,20 @@ def generate_scene(
             ]
         )
         lights.append(Light(pos, float(rng.uniform(0.7, 1.3)), _jitter(rng, (1.0, 0.96, 0.88), 0.06)))
+    return lights
+
+
+def generate_scene(
+    rng: np.random.Generator, size: tuple[int, int], *, min_objects: int = 3, max_objects: int = 15
+) -> Scene:
+    """Draw a random room, camera, objects and lights from ``rng``."""
+    room = _random_room(rng)
+    camera, yaw = _random_camera(rng, room.size, size)
+    contents = _Contents()
+    n_objects = int(rng.integers(min_objects, max_objects + 1))
+    n_wall = round(n_objects * rng.uniform(0.15, 0.4))
+    _add_wall_items(rng, n_wall, room.size, contents)
+    _add_floor_objects(rng, n_objects - n_wall, room.size, camera, yaw, contents)
+    lights = _random_lights(rng, room.size)
     ambient = float(rng.uniform(0.18, 0.35))
-    return Scene(room, camera, primitives, lights, ambient, objects)
+    return Scene(room, camera, contents.primitives, lights, ambient, contents.objects)
