@@ -21,7 +21,8 @@ Colour conventions:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -383,52 +384,90 @@ def make_panel(
     """
     targets = targets or {}
     rgb = image_to_rgb(image, normalized)
-    h, w = rgb.shape[:2]
     tasks = [t for t in _TASKS if t in predictions or t in targets]
     if not tasks:
         raise ValueError(f"make_panel needs at least one of {_TASKS} in predictions or targets")
+    options = _PanelOptions(num_classes, palette, depth_range, ignore_index, max_rel, max_deg)
     font = _font()
     rows = []
     for task in tasks:
-        pred, gt = predictions.get(task), targets.get(task)
-        if task == "depth":
-            lo, hi = depth_range or _depth_limits(pred, gt)
-            cells = [
-                colorize_depth(pred, vmin=lo, vmax=hi) if pred is not None else None,
-                colorize_depth(gt, vmin=lo, vmax=hi) if gt is not None else None,
-                depth_error_map(pred, gt, max_rel=max_rel) if pred is not None and gt is not None else None,
-            ]
-            titles = [f"depth pred {lo:.2f}-{hi:.2f} m", "depth gt", f"abs rel error 0-{max_rel:g}"]
-        elif task == "normals":
-            cells = [
-                normals_to_rgb(pred) if pred is not None else None,
-                normals_to_rgb(gt) if gt is not None else None,
-                angular_error_map(pred, gt, max_deg=max_deg) if pred is not None and gt is not None else None,
-            ]
-            titles = ["normals pred", "normals gt", f"angle error 0-{max_deg:g} deg"]
-        else:
-            pred_ids = _labels_of(pred) if pred is not None else None
-            if palette is not None:
-                pal = np.asarray(palette)
-            else:
-                count = num_classes or _class_count(pred, pred_ids, gt, ignore_index)
-                pal = NYU40_PALETTE if count == 40 else make_palette(count)
-            both = pred_ids is not None and gt is not None
-            cells = [
-                colorize_labels(pred_ids, pal, ignore_index) if pred_ids is not None else None,
-                colorize_labels(gt, pal, ignore_index) if gt is not None else None,
-                label_error_map(pred_ids, gt, ignore_index) if both else None,
-            ]
-            titles = ["semseg pred", "semseg gt", "semseg errors (red)"]
-        row = [_with_title(rgb, "input", font)]
-        missing = (f"{task}: no prediction", f"{task}: no ground truth", f"{task} error: needs both")
-        for cell, title, absent in zip(cells, titles, missing, strict=True):
-            if cell is None:
-                row.append(_with_title(_grey(h, w), absent, font))
-            else:
-                row.append(_with_title(_resize(cell, h, w), title, font))
-        rows.append(np.concatenate(row, axis=1))
+        cells, titles = _TASK_CELLS[task](predictions.get(task), targets.get(task), options)
+        rows.append(_panel_row(rgb, task, cells, titles, font))
     return np.concatenate(rows, axis=0)
+
+
+@dataclass(frozen=True)
+class _PanelOptions:
+    """The colouring options of :func:`make_panel`."""
+
+    num_classes: int | None
+    palette: np.ndarray | None
+    depth_range: tuple[float, float] | None
+    ignore_index: int
+    max_rel: float
+    max_deg: float
+
+
+Cells = tuple[list[np.ndarray | None], list[str]]
+
+
+def _depth_cells(pred: Array | None, gt: Array | None, opt: _PanelOptions) -> Cells:
+    """Prediction and ground truth on one colour scale, and the relative error."""
+    lo, hi = opt.depth_range or _depth_limits(pred, gt)
+    cells = [
+        colorize_depth(pred, vmin=lo, vmax=hi) if pred is not None else None,
+        colorize_depth(gt, vmin=lo, vmax=hi) if gt is not None else None,
+        depth_error_map(pred, gt, max_rel=opt.max_rel) if pred is not None and gt is not None else None,
+    ]
+    return cells, [f"depth pred {lo:.2f}-{hi:.2f} m", "depth gt", f"abs rel error 0-{opt.max_rel:g}"]
+
+
+def _normals_cells(pred: Array | None, gt: Array | None, opt: _PanelOptions) -> Cells:
+    """Normals as colours and the angular error."""
+    cells = [
+        normals_to_rgb(pred) if pred is not None else None,
+        normals_to_rgb(gt) if gt is not None else None,
+        angular_error_map(pred, gt, max_deg=opt.max_deg) if pred is not None and gt is not None else None,
+    ]
+    return cells, ["normals pred", "normals gt", f"angle error 0-{opt.max_deg:g} deg"]
+
+
+def _semseg_cells(pred: Array | None, gt: Array | None, opt: _PanelOptions) -> Cells:
+    """Labels in the palette (NYU-40's for 40 classes) and the wrong pixels."""
+    pred_ids = _labels_of(pred) if pred is not None else None
+    if opt.palette is not None:
+        pal = np.asarray(opt.palette)
+    else:
+        count = opt.num_classes or _class_count(pred, pred_ids, gt, opt.ignore_index)
+        pal = NYU40_PALETTE if count == 40 else make_palette(count)
+    both = pred_ids is not None and gt is not None
+    cells = [
+        colorize_labels(pred_ids, pal, opt.ignore_index) if pred_ids is not None else None,
+        colorize_labels(gt, pal, opt.ignore_index) if gt is not None else None,
+        label_error_map(pred_ids, gt, opt.ignore_index) if both else None,
+    ]
+    return cells, ["semseg pred", "semseg gt", "semseg errors (red)"]
+
+
+#: The three cells (prediction, ground truth, error) of each task's row.
+_TASK_CELLS: dict[str, Callable[[Array | None, Array | None, _PanelOptions], Cells]] = {
+    "depth": _depth_cells,
+    "normals": _normals_cells,
+    "semseg": _semseg_cells,
+}
+
+
+def _panel_row(rgb: np.ndarray, task: str, cells: list[np.ndarray | None], titles: list[str], font: Font) -> np.ndarray:
+    """input | prediction | ground truth | error, titled; grey cells where something is missing."""
+    h, w = rgb.shape[:2]
+    row = [_with_title(rgb, "input", font)]
+    missing = (f"{task}: no prediction", f"{task}: no ground truth", f"{task} error: needs both")
+    for cell, title, absent in zip(cells, titles, missing, strict=True):
+        if cell is None:
+            row.append(_with_title(_grey(h, w), absent, font))
+        else:
+            row.append(_with_title(_resize(cell, h, w), title, font))
+    return np.concatenate(row, axis=1)
 
 
 def _depth_limits(pred: Array | None, gt: Array | None) -> tuple[float, float]:
