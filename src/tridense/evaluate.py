@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tridense.data.base import DenseDataset
-from tridense.data.sample import collate
+from tridense.data.sample import TASKS, collate
 from tridense.data.transforms import resize_sample
 from tridense.errors import ConfigError
 from tridense.inference import predict_batch, prepare_image
@@ -106,7 +106,7 @@ def evaluate(
 def _sample(batch: Mapping[str, Any], i: int) -> dict[str, Any]:
     """Sample ``i`` of a collated batch, without the tasks it lacks."""
     sample: dict[str, Any] = {"image": batch["image"][i], "meta": batch["meta"][i]}
-    for key in ("depth", "normals", "semseg", "instances"):
+    for key in (*TASKS, "instances"):
         if key in batch and bool(batch.get(f"has_{key}", torch.ones(len(batch["image"]), dtype=torch.bool))[i]):
             sample[key] = batch[key][i]
     if "K" in batch:

@@ -43,7 +43,7 @@ from tridense.data.io import (
     write_json,
     write_png,
 )
-from tridense.data.sample import TASKS, validate_raw_sample
+from tridense.data.sample import IGNORE_INDEX, TASKS, validate_raw_sample
 from tridense.errors import DataError
 
 FORMAT = "tridense-folder"
@@ -318,7 +318,7 @@ class FolderDataset(DenseDataset):
         if "semseg" in self.tasks and (path := self._file("semseg", name, required=False)):
             labels = self._checked(read_label_png(path), path, hw, "semseg")
             if self.num_classes is not None:
-                bad = (labels != 255) & (labels >= self.num_classes)
+                bad = (labels != IGNORE_INDEX) & (labels >= self.num_classes)
                 if bad.any():
                     values = np.unique(labels[bad])[:8].tolist()
                     raise DataError(f"labels {values} outside 0..{self.num_classes - 1} (and 255 = ignore)", path)

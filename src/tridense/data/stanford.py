@@ -34,7 +34,7 @@ from tridense.data.io import (
     require_dir,
     require_file,
 )
-from tridense.data.sample import IGNORE_INDEX
+from tridense.data.sample import IGNORE_INDEX, TASKS
 from tridense.errors import DataError
 
 #: The 13 classes of the 2D-3D-S / S3DIS benchmarks, in their usual order (class id = position).
@@ -156,7 +156,7 @@ class Stanford2D3DS(DenseDataset):
     """
 
     name = "stanford2d3ds"
-    available_tasks = ("depth", "normals", "semseg")
+    available_tasks = TASKS
     num_classes = len(CLASSES_13)
     class_names = CLASSES_13
     layout = LAYOUT

@@ -29,6 +29,7 @@ from tridense.data.nyu.common import (
     shift_labels,
     to_camera_frame,
 )
+from tridense.data.sample import TASKS
 from tridense.errors import DataError
 
 
@@ -68,7 +69,7 @@ class NYUv2MultiTask(NYUSplitRelease):
     """
 
     name: ClassVar[str] = "nyuv2_multitask"
-    available_tasks: ClassVar[tuple[str, ...]] = ("depth", "normals", "semseg")
+    available_tasks: ClassVar[tuple[str, ...]] = TASKS
     num_classes = 40
     class_names = NYU40_CLASSES
     layout: ClassVar[str] = (

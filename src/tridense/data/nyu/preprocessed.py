@@ -25,6 +25,7 @@ from tridense.data.nyu.common import (
     shift_labels,
     to_camera_frame,
 )
+from tridense.data.sample import TASKS
 from tridense.errors import DataError
 
 
@@ -54,7 +55,7 @@ class NYUv2Preprocessed(NYUSplitRelease):
     """
 
     name: ClassVar[str] = "nyuv2_mtan"
-    available_tasks: ClassVar[tuple[str, ...]] = ("depth", "normals", "semseg")
+    available_tasks: ClassVar[tuple[str, ...]] = TASKS
     num_classes = 13
     class_names = NYU13_CLASSES
     layout: ClassVar[str] = (
