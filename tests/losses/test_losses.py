@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tridense.data.sample import IGNORE_INDEX
 from tridense.losses import MultiTaskLoss, build_task_losses
@@ -165,3 +166,37 @@ def test_every_loss_is_a_connected_zero_on_an_empty_mask(name: str):
     assert value.item() == 0.0
     value.backward()
     assert pred.grad is not None and torch.isfinite(pred.grad).all()
+
+
+class _SyncOps(TorchDispatchMode):
+    """Records the ATen ops that make the host wait for the device (scalar reads, data-dependent shapes)."""
+
+    SYNCING = ("_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "item")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        masks = name == "index" and any(i is not None and i.dtype == torch.bool for i in args[1])
+        if name in self.SYNCING or masks:  # boolean-mask indexing has a data-dependent shape
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", ["berhu", "depth_l1", "silog", "normal_l1", "normal_cosine", "cross_entropy", "focal"])
+def test_losses_do_not_synchronise_with_the_host(name: str):
+    """No op whose result the host must wait for (on CUDA every such op is a device synchronisation)."""
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 3, 4, 4, generator=g, requires_grad=True)
+    fn = getattr(LF, name)
+    with _SyncOps() as ops:
+        if name in ("cross_entropy", "focal"):
+            value = fn(pred, torch.randint(0, 3, (2, 4, 4), generator=g))
+        elif name.startswith("normal"):
+            value = fn(pred, F.normalize(torch.randn(2, 3, 4, 4, generator=g), dim=1), torch.rand(2, 1, 4, 4) > 0.3)
+        else:
+            value = fn(pred[:, :1] + 0.1, torch.rand(2, 1, 4, 4, generator=g) + 0.1, torch.rand(2, 1, 4, 4) > 0.3)
+        value.backward()
+    assert not ops.seen, ops.seen
