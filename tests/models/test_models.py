@@ -7,7 +7,7 @@ import torch
 
 from tridense.errors import ConfigError
 from tridense.losses import MultiTaskLoss, build_task_losses
-from tridense.models import create_model, list_models
+from tridense.models import create_model, list_models, model_spec
 from tridense.models.encoder import Encoder
 
 NUM_CLASSES = 5
@@ -45,7 +45,9 @@ def test_model_contract_and_gradients(name: str):
     if "semseg" in tasks:
         assert out["semseg"].shape == (2, NUM_CLASSES, *SIZE)
 
-    loss = MultiTaskLoss(build_task_losses(tasks), aux_weights={"initial": 1.0})
+    spec = model_spec(name)
+    assert set(out["aux"]) == set(spec.aux_stages)  # the stages the registry declares are the ones returned
+    loss = MultiTaskLoss(build_task_losses(tasks), aux_weights=spec.loss_defaults().get("aux_weights", {}))
     loss(out, batch)["total"].backward()
     # Connected to the loss (timm zero-initialises the last BN of residual blocks, so some gradients are
     # exactly zero at initialisation; what matters is that none is missing).
