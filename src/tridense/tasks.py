@@ -11,6 +11,7 @@ one-hot labels), for losses and analyses that compare structure across tasks (PA
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -62,6 +63,8 @@ class TaskSpec:
         flip: mirrors a ground-truth map left-right (maps of any leading shape, width last).
         default_loss: the name of the task's default loss (``loss.<task>`` of a config).
         score: (metric key, scale) whose mean over the tasks is ``val/score`` (all higher-is-better).
+        start_bias: bias of a fresh head's last convolution (raw units), or None for the default
+            initialisation; depth starts at 2.5 m (softplus^-1), so training does not begin far off scale.
     """
 
     name: str
@@ -71,6 +74,7 @@ class TaskSpec:
     flip: Callable[[Tensor], Tensor]
     default_loss: str
     score: tuple[str, float]
+    start_bias: float | None = None
 
     def channels(self, num_classes: int | None = None) -> int:
         """Output channels of the task's prediction (segmentation: ``num_classes``, which must be > 0)."""
@@ -82,7 +86,16 @@ class TaskSpec:
 
 
 TASK_SPECS: dict[str, TaskSpec] = {
-    "depth": TaskSpec("depth", 1, _depth_activation, INVALID_VALUE["depth"], _flip_plain, "berhu", ("delta1", 1.0)),
+    "depth": TaskSpec(
+        "depth",
+        1,
+        _depth_activation,
+        INVALID_VALUE["depth"],
+        _flip_plain,
+        "berhu",
+        ("delta1", 1.0),
+        start_bias=math.log(math.expm1(2.5)),
+    ),
     "normals": TaskSpec(
         "normals", 3, _normals_activation, INVALID_VALUE["normals"], _flip_normals, "l1", ("within_22.5", 0.01)
     ),

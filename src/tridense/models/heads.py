@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -12,7 +11,7 @@ from torch import nn
 from tridense.layers.blocks import ConvBNReLU
 from tridense.tasks import activate, task_spec
 
-__all__ = ["FPNDecoder", "PredictionHead", "activate", "init_depth_bias", "task_channels"]
+__all__ = ["FPNDecoder", "PredictionHead", "activate", "init_head", "task_channels"]
 
 
 def task_channels(task: str, num_classes: int | None) -> int:
@@ -20,10 +19,11 @@ def task_channels(task: str, num_classes: int | None) -> int:
     return task_spec(task).channels(num_classes)
 
 
-def init_depth_bias(conv: nn.Conv2d, depth: float = 2.5) -> None:
-    """Start a depth head at ``depth`` metres (softplus^-1), so training does not begin far off scale."""
-    if conv.bias is not None:
-        nn.init.constant_(conv.bias, math.log(math.expm1(depth)))
+def init_head(conv: nn.Conv2d, task: str) -> None:
+    """Set the bias of ``task``'s last head convolution to the task's start (:attr:`TaskSpec.start_bias`)."""
+    start = task_spec(task).start_bias
+    if start is not None and conv.bias is not None:
+        nn.init.constant_(conv.bias, start)
 
 
 class PredictionHead(nn.Sequential):
@@ -34,8 +34,8 @@ class PredictionHead(nn.Sequential):
     ):
         mid = mid_channels or in_channels
         super().__init__(ConvBNReLU(in_channels, mid), nn.Conv2d(mid, out_channels, 1))
-        if task == "depth":
-            init_depth_bias(self[-1])
+        if task is not None:
+            init_head(self[-1], task)
 
 
 class FPNDecoder(nn.Module):

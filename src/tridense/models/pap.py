@@ -34,7 +34,7 @@ from tridense.errors import ConfigError
 from tridense.layers.blocks import ConvBNReLU, ResidualBlock, UpProjection, upsample_to
 from tridense.layers.propagation import PROPAGATIONS, Propagation, build_propagation
 from tridense.models.encoder import Encoder, EncoderOptions
-from tridense.models.heads import init_depth_bias
+from tridense.models.heads import init_head
 from tridense.models.registry import register_model
 from tridense.tasks import activate, check_tasks, task_spec
 
@@ -51,8 +51,7 @@ class TaskNetwork(nn.Module):
         self.fuse = ConvBNReLU(in_channels, channels, kernel_size=1)
         self.blocks = nn.Sequential(ResidualBlock(channels), ResidualBlock(channels))
         self.initial = nn.Conv2d(channels, out_channels, 3, padding=1)
-        if task == "depth":
-            init_depth_bias(self.initial)
+        init_head(self.initial, task)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.blocks(self.fuse(x))
@@ -71,8 +70,7 @@ class Reconstruction(nn.Module):
         self.task_up = nn.ModuleList(UpProjection(channels, channels // 2) for _ in range(stages))
         self.refine = ResidualBlock(channels)
         self.head = nn.Conv2d(channels, out_channels, 3, padding=1)
-        if task == "depth":
-            init_depth_bias(self.head)
+        init_head(self.head, task)
 
     def forward(self, x: torch.Tensor, shared_up: nn.ModuleList) -> torch.Tensor:
         x = self.inp(x)
