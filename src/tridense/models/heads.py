@@ -11,12 +11,18 @@ from torch import nn
 from tridense.layers.blocks import ConvBNReLU
 from tridense.tasks import activate, task_spec
 
-__all__ = ["FPNDecoder", "PredictionHead", "activate", "init_head", "task_channels"]
+__all__ = ["FPNDecoder", "PredictionHead", "activate", "init_depth_bias", "init_head", "task_channels"]
 
 
 def task_channels(task: str, num_classes: int | None) -> int:
     """Output channels of ``task``'s prediction (see :class:`tridense.tasks.TaskSpec`)."""
     return task_spec(task).channels(num_classes)
+
+
+def init_depth_bias(conv: nn.Conv2d, depth: float = 2.5) -> None:
+    """Start a depth head at ``depth`` metres (softplus^-1), so training does not begin far off scale."""
+    if conv.bias is not None:
+        nn.init.constant_(conv.bias, math.log(math.expm1(depth)))
 
 
 def init_head(conv: nn.Conv2d, task: str) -> None:
