@@ -227,6 +227,12 @@ class TaskMetrics(nn.Module):
                     f"the tasks evaluated here"
                 )
         proto = self.protocol
+        self.keys: dict[str, tuple[str, ...] | None] = {  # reported keys per metric name (None: all)
+            "depth": proto.depth.keys if proto.depth is not None else None,
+            "normals": proto.normal_keys,
+            "semseg": None if proto.segmentation is None or proto.segmentation.keys is None
+            else (*proto.segmentation.keys, "iou"),
+        }
         metrics: dict[str, nn.Module] = {}
         self.sources: dict[str, str] = {}  # metric name -> task whose outputs/targets feed it
         if "depth" in tasks and proto.depth is not None:
@@ -291,7 +297,11 @@ class TaskMetrics(nn.Module):
         """
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"The ``compute`` method .* before the ``update``")
-            return {name: metric.compute() for name, metric in self.metrics.items()}
+            results = {name: metric.compute() for name, metric in self.metrics.items()}
+        return {
+            name: values if self.keys.get(name) is None else {k: values[k] for k in self.keys[name]}
+            for name, values in results.items()
+        }
 
     def compute_flat(self, sep: str = "/") -> dict[str, float]:
         """:meth:`compute` flattened to {"task/metric": value} (scalar entries only), e.g. for loggers."""

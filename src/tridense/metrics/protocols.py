@@ -65,6 +65,8 @@ class SegmentationConvention:
 
     absent: str = "skip"
     per_image: bool = False
+    #: Reported keys (None: all); the per-class ``iou`` list is always kept.
+    keys: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_absent(self.absent)
@@ -82,6 +84,7 @@ class Protocol:
         depth: depth conventions (None: depth is not scored under this protocol).
         kitti: conventions of the KITTI benchmark metrics (``silog``, ...), None = not reported.
         normal_thresholds: angles of ``within_<T>``; None: normals are not scored.
+        normal_keys: reported normal metrics (None: all), so that e.g. Δ_MTL sees the source's metric set.
         segmentation: segmentation conventions; None: segmentation is not scored.
     """
 
@@ -92,6 +95,7 @@ class Protocol:
     depth: DepthConvention | None = field(default_factory=DepthConvention)
     kitti: DepthConvention | None = None
     normal_thresholds: tuple[float, ...] | None = DEFAULT_NORMAL_THRESHOLDS
+    normal_keys: tuple[str, ...] | None = None
     segmentation: SegmentationConvention | None = field(default_factory=SegmentationConvention)
 
     def __post_init__(self) -> None:
@@ -157,7 +161,7 @@ register_protocol(
         depth=DepthConvention(
             min_depth=0.0, max_depth=None, clamp=False, reduction="pixel", keys=("rmse", "rmse_log")
         ),
-        segmentation=SegmentationConvention(absent="zero"),
+        segmentation=SegmentationConvention(absent="zero", keys=("miou",)),
     )
 )
 register_protocol(
@@ -170,7 +174,8 @@ register_protocol(
         depth=DepthConvention(
             min_depth=0.0, max_depth=None, clamp=False, reduction="pixel", keys=("abs_err", "abs_rel")
         ),
-        segmentation=SegmentationConvention(absent="skip"),
+        normal_keys=("mean", "median", "within_11.25", "within_22.5", "within_30"),
+        segmentation=SegmentationConvention(absent="skip", keys=("miou", "pixel_acc")),
     )
 )
 register_protocol(
