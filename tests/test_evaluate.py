@@ -52,6 +52,13 @@ def test_checkpoint_and_its_saved_predictions_give_the_same_numbers(
                 assert b["results"][task][key] == pytest.approx(value, rel=1e-5, abs=0.02), (task, key)
 
 
+def test_training_records_its_protocol(checkpoint: Path) -> None:
+    payload = json.loads((checkpoint.parents[1] / "metrics" / "test.json").read_text())
+    assert payload["protocol"] == "mtl-nyud"
+    assert set(payload["results"]["depth"]) == {"rmse", "rmse_log"}  # the protocol's metric set
+    assert set(payload["results"]["semseg"]) == {"miou", "iou"}
+
+
 def test_protocol_errors_are_clear(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["evaluate", *DATA, "--checkpoint", str(checkpoint), "--protocol", "nyu"]) == 2
     assert "unknown evaluation protocol 'nyu'" in capsys.readouterr().err

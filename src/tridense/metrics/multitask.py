@@ -217,7 +217,7 @@ class TaskMetrics(nn.Module):
             if any(given.values()):
                 raise ConfigError(
                     f"evaluation protocol {self.protocol.name!r} fixes {sorted(k for k, v in given.items() if v)}; "
-                    f"leave them at their defaults or evaluate without a protocol"
+                    f"leave them (eval.<key> in a config) at their defaults or evaluate without a protocol"
                 )
             crop = self.protocol.depth.crop if self.protocol.depth is not None else None
             tasks = [t for t in tasks if t in self.protocol.tasks()]
