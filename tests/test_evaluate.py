@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tridense.cli import main
+from tridense.data.io import read_depth_png
+from tridense.data.kitti import KB_CROP, kb_crop_box
 from tridense.metrics.protocols import PROTOCOLS
+from tridense.training.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = [
     "data.size=[32,48]",
@@ -67,3 +74,49 @@ def test_protocol_errors_are_clear(checkpoint: Path, tmp_path: Path, capsys: pyt
     assert main(["evaluate", *DATA]) == 2  # neither --checkpoint nor --predictions
     assert main(["evaluate", *DATA, "--predictions", str(tmp_path)]) == 2  # no prediction files there
     assert "depth prediction" in capsys.readouterr().err
+
+
+def _kitti_layout(shared: Path, root: Path) -> tuple[Path, Path, Path]:
+    """kitti-mini laid out as KITTI raw + the depth benchmark, with an Eigen-style list file."""
+    date, drive = "2011_09_26", "2011_09_26_drive_0001_sync"
+    intr = json.loads((shared / "kitti-mini" / "intrinsics.json").read_text())
+    raw, gt, lines = root / "raw", root / "gt", []
+    for png in sorted((shared / "kitti-mini" / "rgb").glob("*.png")):
+        image = raw / date / drive / "image_02" / "data" / png.name
+        depth = gt / "val" / drive / "proj_depth" / "groundtruth" / "image_02" / png.name
+        for target, source in ((image, png), (depth, shared / "kitti-mini" / "depth" / png.name)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+        lines.append(f"{image.relative_to(raw)} {depth.relative_to(gt / 'val')} {intr['fx']}")
+    P = [intr["fx"], 0, intr["cx"], 0, 0, intr["fy"], intr["cy"], 0, 0, 0, 1, 0]
+    (raw / date / "calib_cam_to_cam.txt").write_text("P_rect_02: " + " ".join(f"{v:.6e}" for v in P) + "\n")
+    (root / "eigen.txt").write_text("\n".join(lines) + "\n")
+    return raw, gt, root / "eigen.txt"
+
+
+def test_table7_protocol_scores_kb_cropped_frames_in_the_full_frame_region(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Saved predictions of kb-cropped and of full KITTI frames score the same under the Table 7 config's protocol."""
+    cfg = load_config(REPO / "configs" / "pap" / "table7_kitti_stage2_depth.yaml", [])
+    assert cfg.eval.protocol == "kitti-eigen-garg" and cfg.data.args["kb_crop"] is True
+    raw, gt, listing = _kitti_layout(shared_data, tmp_path)
+    full, cropped = tmp_path / "full", tmp_path / "kb"
+    full.mkdir(), cropped.mkdir()
+    for png in sorted((shared_data / "kitti-mini" / "depth").glob("*.png")):
+        g = read_depth_png(png, 256.0)  # (375, 1242)
+        wave = np.sin(np.arange(g.size).reshape(g.shape) * 0.001)
+        pred = (np.where(g > 0, g, 20.0) * (1 + 0.2 * wave)).astype(np.float32)  # a dense prediction
+        top, left = kb_crop_box(*g.shape)
+        stem = f"2011_09_26_drive_0001_sync_image_02_{png.stem}"
+        np.save(full / f"{stem}_depth.npy", pred)
+        np.save(cropped / f"{stem}_depth.npy", pred[top : top + KB_CROP[0], left : left + KB_CROP[1]])
+    results = {}
+    for name, folder, kb in (("full", full, "false"), ("kb", cropped, "true")):
+        out = tmp_path / f"{name}.json"
+        args = ["--dataset", "kitti", "--root", str(raw), "--split", "test", "--predictions", str(folder)]
+        sets = ["--set", f"list_file={listing}", f"gt_path={gt}", f"kb_crop={kb}"]
+        assert main(["evaluate", *args, *sets, "--protocol", cfg.eval.protocol, "--json", str(out)]) == 0
+        results[name] = json.loads(out.read_text())["results"]
+    for task in ("depth", "kitti"):
+        assert results["kb"][task] == pytest.approx(results["full"][task], rel=1e-9)
