@@ -11,12 +11,16 @@ processes.
 Units, as the literature prints them (see ``docs/metrics.md`` for every formula):
 
 * depth (:func:`depth_metrics`): ``abs_rel`` and ``delta1..3`` are **fractions** (``delta1 = 0.95`` means
-  95 %); ``rmse`` and ``sq_rel`` in metres; ``rmse_log`` and ``log10`` in natural-log / log10 units;
+  95 %); ``rmse``, ``sq_rel`` and ``abs_err`` in metres; ``rmse_log`` and ``log10`` in natural-log / log10
+  units;
 * KITTI benchmark (:func:`kitti_metrics`): ``silog``, ``sq_rel`` and ``abs_rel`` in **percent** (x100),
   ``irmse`` in 1/km;
 * normals (:func:`normal_metrics`): angles in **degrees**, ``within_<T>`` in **percent**;
-* segmentation (:func:`segmentation_metrics`): ``pixel_acc``, ``mean_acc``, ``miou`` and ``iou`` are
-  **fractions** in [0, 1].
+* segmentation (:func:`segmentation_metrics`, and the per-image :func:`image_segmentation_metrics`):
+  ``pixel_acc``, ``mean_acc``, ``miou`` (``image_miou``) and ``iou`` are **fractions** in [0, 1].
+
+The conventions (validity range and bounds, clamp, crop, reduction, scaling, absent classes) are arguments;
+:mod:`tridense.metrics.protocols` fixes them together under the names of published evaluations.
 
 A metric over an empty set (no valid pixel, no valid image) is NaN.
 """
