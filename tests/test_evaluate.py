@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tridense.cli import main
 from tridense.data.io import read_depth_png
@@ -120,3 +121,16 @@ def test_table7_protocol_scores_kb_cropped_frames_in_the_full_frame_region(
         results[name] = json.loads(out.read_text())["results"]
     for task in ("depth", "kitti"):
         assert results["kb"][task] == pytest.approx(results["full"][task], rel=1e-9)
+
+
+def test_saved_labels_outside_the_classes_are_a_clear_error(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    saved = tmp_path / "pred"
+    assert main(["evaluate", *DATA, "--checkpoint", str(checkpoint), "--save", str(saved)]) == 0
+    label_file = sorted(saved.glob("*_semseg.png"))[0]
+    Image.fromarray(np.full((32, 48), 200, dtype=np.uint8)).save(label_file)  # e.g. 255-style "unlabelled"
+    capsys.readouterr()
+    assert main(["evaluate", *DATA, "--predictions", str(saved), "--protocol", "mtl-nyud"]) == 2
+    err = capsys.readouterr().err
+    assert label_file.name in err and "outside 0..13" in err

@@ -86,7 +86,8 @@ def evaluate(
         image = batch["image"]  # (B, 3, H, W) in [0, 1], the ground truth's resolution
         h, w = image.shape[-2:]
         if predictions is not None:
-            outputs, target = _saved_predictions(predictions, batch, sorted(set(metrics.sources.values()))), batch
+            scored = sorted(set(metrics.sources.values()))
+            outputs, target = _saved_predictions(predictions, batch, scored, dataset.num_classes), batch
         elif resize == "pred":
             x = torch.cat([prepare_image(im, input_size) for im in image])
             outputs = predict_batch(model, x, out_size=(h, w), flip=flip)
@@ -129,12 +130,13 @@ def prediction_stem(meta: Mapping[str, Any], index: int) -> str:
 
 
 def _saved_predictions(
-    folder: str | Path, batch: Mapping[str, Any], tasks: Sequence[str]
+    folder: str | Path, batch: Mapping[str, Any], tasks: Sequence[str], num_classes: int | None
 ) -> dict[str, torch.Tensor]:
     """The saved predictions of a batch's samples, at the ground truth's size.
 
     A prediction of another size is resized as MTI-Net's ``eval_depth`` does (bilinear; normals then
-    renormalised; labels nearest).
+    renormalised; labels nearest). A sample without the task's ground truth needs no file (zeros stand in;
+    the metrics skip it).
     """
     folder = Path(folder)
     h, w = batch["image"].shape[-2:]
@@ -142,6 +144,11 @@ def _saved_predictions(
     for i, meta in enumerate(batch["meta"]):
         stem = prediction_stem(meta, i)
         for task in tasks:
+            has = batch.get(f"has_{task}")
+            if has is not None and not bool(has[i]):
+                empty = torch.zeros(1, 3 if task == "normals" else 1, h, w)  # (1, C, h, w)
+                maps[task].append(empty[:, 0].long() if task == "semseg" else empty)
+                continue
             if task == "depth":
                 npy, png = folder / f"{stem}_depth.npy", folder / f"{stem}_depth.png"
                 if png.is_file() and not npy.is_file():
@@ -156,6 +163,12 @@ def _saved_predictions(
                 x = torch.from_numpy(np.asarray(array, dtype=np.float32)).permute(2, 0, 1)[None]  # (1, 3, h, w)
             else:
                 labels = read_label_png(folder / f"{stem}_semseg.png")
+                if num_classes is not None and (labels.min() < 0 or labels.max() >= num_classes):
+                    raise DataError(
+                        f"predicted class ids {labels.min()}..{labels.max()} outside 0..{num_classes - 1} (the "
+                        f"dataset's classes; shift 1-based ids and map 'unlabelled' to a class)",
+                        folder / f"{stem}_semseg.png",
+                    )
                 x = torch.from_numpy(labels.astype(np.int64))[None, None].float()  # (1, 1, h, w)
             if tuple(x.shape[-2:]) != (h, w):
                 if task == "semseg":
