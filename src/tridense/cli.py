@@ -1,7 +1,7 @@
 """The ``tridense`` command line.
 
     tridense train [--config FILE] [--resume RUN] [key=value ...]
-    tridense evaluate --checkpoint C --dataset NAME [--root DIR] [--split test] [...]
+    tridense evaluate (--checkpoint C | --predictions DIR) --dataset NAME [--protocol NAME] [...]
     tridense predict --checkpoint C PATHS... --out DIR [...]
     tridense export --checkpoint C --out DIR
     tridense render --out DIR [--split train] [--count N] [--size 240x320]
@@ -80,6 +80,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("\ndepth evaluation crops (eval.crop=NAME, evaluate --crop NAME):")
     for name, crop in CROPS.items():
         print(f"  {name:<24} {crop.description}")
+    from tridense.metrics.protocols import PROTOCOLS
+
+    print("\nevaluation protocols (eval.protocol=NAME, evaluate --protocol NAME; docs/metrics.md):")
+    for name, protocol in PROTOCOLS.items():
+        print(f"  {name:<24} {protocol.description}")
     return 0
 
 
@@ -105,27 +110,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from tridense.data.io import write_json
     from tridense.data.registry import build_dataset
+    from tridense.errors import ConfigError
     from tridense.evaluate import evaluate
     from tridense.inference import model_input_size
     from tridense.training.run import results_table
 
-    model, info = _load(args.checkpoint, args.device)
+    if (args.checkpoint is None) == (args.predictions is None):
+        raise ConfigError("tridense evaluate needs --checkpoint C or --predictions DIR (one of them)")
+    if args.protocol is not None:
+        fixed = {
+            "--crop": args.crop is not None,
+            "--min-depth": args.min_depth != 1e-3,
+            "--max-depth": args.max_depth != 10.0,
+            "--reduction": args.reduction != "image",
+            "--kitti": args.kitti,
+        }
+        if any(fixed.values()):
+            raise ConfigError(
+                f"--protocol {args.protocol} fixes the metric conventions; drop {[k for k, v in fixed.items() if v]}"
+            )
     dataset = build_dataset(args.dataset, args.root, args.split, **_dataset_args(args.set))
-    tasks = [t for t in info.get("model_tasks", info.get("tasks", [])) if t in dataset.tasks]
-    if args.tasks:
-        tasks = [t for t in tasks if t in args.tasks]
-    if "semseg" in tasks and dataset.num_classes != info.get("num_classes"):
-        print(
-            f"note: semseg not evaluated: the model has {info.get('num_classes')} classes, "
-            f"{dataset.name} has {dataset.num_classes}"
-        )
-        tasks.remove("semseg")
-    print(f"evaluating {args.checkpoint} on {dataset.describe()} ({args.split}), tasks {tasks}")
+    if args.predictions is not None:
+        model, info = None, {}
+        tasks = [t for t in dataset.tasks if not args.tasks or t in args.tasks]
+        source = f"predictions in {args.predictions}"
+    else:
+        model, info = _load(args.checkpoint, args.device)
+        tasks = [t for t in info.get("model_tasks", info.get("tasks", [])) if t in dataset.tasks]
+        if args.tasks:
+            tasks = [t for t in tasks if t in args.tasks]
+        if "semseg" in tasks and dataset.num_classes != info.get("num_classes"):
+            print(
+                f"note: semseg not evaluated: the model has {info.get('num_classes')} classes, "
+                f"{dataset.name} has {dataset.num_classes}"
+            )
+            tasks.remove("semseg")
+        source = str(args.checkpoint)
+    print(f"evaluating {source} on {dataset.describe()} ({args.split}), tasks {tasks}")
     results = evaluate(
         model,
         dataset,
         tasks=tasks,
-        input_size=model_input_size(info, args.input_size),
+        input_size=model_input_size(info, args.input_size) if model is not None else None,
         flip=args.flip,
         resize=args.resize,
         crop=args.crop,
@@ -139,13 +165,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         save_dir=args.save,
         palette=_palette(info, dataset.num_classes),
         overwrite=args.overwrite,
+        protocol=args.protocol,
+        predictions=args.predictions,
     )
     meta = results.pop("_meta")
+    print(f"protocol: {meta['protocol']}")
     print(results_table(results))
     print(json.dumps(meta))
     if args.json:
         payload = {
-            "checkpoint": str(args.checkpoint),
+            "protocol": meta["protocol"],
+            "checkpoint": None if args.checkpoint is None else str(args.checkpoint),
+            "predictions": None if args.predictions is None else str(args.predictions),
             "dataset": args.dataset,
             "root": str(args.root),
             "split": args.split,
@@ -286,8 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. trainer.max_steps=100")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a dataset split")
-    p.add_argument("--checkpoint", type=Path, required=True, help="training .ckpt or exported package folder")
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint (or of saved predictions) on a dataset split")
+    p.add_argument("--checkpoint", type=Path, help="training .ckpt or exported package folder")
+    p.add_argument(
+        "--predictions",
+        type=Path,
+        help="score the predictions saved in this folder (NAME_depth.npy/.png, NAME_normals.npy, NAME_semseg.png) "
+        "instead of running a model",
+    )
+    p.add_argument(
+        "--protocol", help="named evaluation protocol fixing every metric convention (tridense info; docs/metrics.md)"
+    )
     p.add_argument("--dataset", required=True, help="dataset name (tridense info)")
     p.add_argument("--root", type=Path, help="dataset root folder")
     p.add_argument("--split", default="test")

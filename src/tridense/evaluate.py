@@ -3,7 +3,11 @@
 Protocol: each image is resized to the model's input size, the predictions (optionally averaged with those
 of the mirrored image) are resized back to the ground truth's own resolution (``resize="pred"``, the
 standard protocol) or the ground truth is resized to the prediction (``resize="gt"``, nearest for depth and
-labels), then the metrics of :mod:`tridense.metrics` are computed over the whole split.
+labels), then the metrics of :mod:`tridense.metrics` are computed over the whole split. A named evaluation
+``protocol`` (:mod:`tridense.metrics.protocols`) fixes the metric conventions; the result records it.
+With ``predictions=DIR`` no model runs: the predictions another system saved (``NAME_depth.npy`` or
+``NAME_depth.png`` in mm, ``NAME_normals.npy``, ``NAME_semseg.png``, as ``tridense predict`` writes them)
+are scored against the dataset's ground truth.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tridense.data.base import DenseDataset
+from tridense.data.io import read_depth_png, read_label_png, read_npy
 from tridense.data.sample import TASKS, collate
 from tridense.data.transforms import resize_sample
-from tridense.errors import ConfigError
+from tridense.errors import ConfigError, DataError
 from tridense.inference import predict_batch, prepare_image
 from tridense.metrics.multitask import TaskMetrics
 from tridense.predict import output_files, write_prediction
@@ -30,7 +35,7 @@ RESIZE_POLICIES = ("pred", "gt")
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | None,
     dataset: DenseDataset,
     *,
     tasks: Sequence[str],
@@ -49,13 +54,18 @@ def evaluate(
     palette: np.ndarray | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    protocol: str | None = None,
+    predictions: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on every sample of ``dataset`` (built without transforms: native resolution).
+    """Evaluate ``model`` (or the saved ``predictions``) on every sample of ``dataset`` (native resolution).
 
-    Returns {task: {metric: value}} plus ``_meta`` (samples, seconds, settings).
+    Returns {task: {metric: value}} plus ``_meta`` (samples, seconds, settings, ``protocol`` and its
+    settings).
     """
     if resize not in RESIZE_POLICIES:
         raise ConfigError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
+    if (model is None) == (predictions is None):
+        raise ConfigError("evaluate needs either a model or a predictions folder, not both")
     tasks = [t for t in tasks if t in dataset.tasks]
     if not tasks:
         raise ConfigError(f"the model's tasks and the dataset's tasks {list(dataset.tasks)} do not overlap")
@@ -67,6 +77,7 @@ def evaluate(
         crop=crop,
         reduction=reduction,
         kitti=kitti,
+        protocol=protocol,
     )
     subset = dataset if limit is None else torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
     loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
@@ -74,22 +85,29 @@ def evaluate(
     for batch in loader:
         image = batch["image"]  # (B, 3, H, W) in [0, 1], the ground truth's resolution
         h, w = image.shape[-2:]
-        x = torch.cat([prepare_image(im, input_size) for im in image])
-        if resize == "pred":
+        if predictions is not None:
+            scored = sorted(set(metrics.sources.values()))
+            outputs, target = _saved_predictions(predictions, batch, scored, dataset.num_classes), batch
+        elif resize == "pred":
+            x = torch.cat([prepare_image(im, input_size) for im in image])
             outputs = predict_batch(model, x, out_size=(h, w), flip=flip)
             target = batch
         else:
+            x = torch.cat([prepare_image(im, input_size) for im in image])
             outputs = predict_batch(model, x, flip=flip)
             size = tuple(outputs[tasks[0]].shape[-2:])
             target = collate([resize_sample(_sample(batch, i), size) for i in range(image.shape[0])])
         metrics.update({k: v.cpu() for k, v in outputs.items()}, target)
-        if save_dir is not None:
+        if save_dir is not None and predictions is None:
             _save(save_dir, batch, outputs, palette, overwrite)
         seen += image.shape[0]
         if progress is not None:
             progress(seen, len(subset))
     results = metrics.compute()
     results["_meta"] = {
+        "protocol": metrics.protocol.name,
+        "protocol_settings": metrics.protocol.to_dict(),
+        "predictions": None if predictions is None else str(predictions),
         "samples": seen,
         "seconds": round(time.time() - started, 2),
         "flip": flip,
@@ -100,7 +118,67 @@ def evaluate(
         "reduction": reduction,
         "input_size": list(input_size) if input_size else None,
     }
+    if protocol is not None:  # the protocol's settings are the ones that applied
+        for key in ("crop", "min_depth", "max_depth", "reduction"):
+            del results["_meta"][key]
     return results
+
+
+def prediction_stem(meta: Mapping[str, Any], index: int) -> str:
+    """File stem of a sample's saved predictions (its ``meta['name']`` with ``/`` replaced by ``_``)."""
+    return str(meta.get("name", index)).replace("/", "_")
+
+
+def _saved_predictions(
+    folder: str | Path, batch: Mapping[str, Any], tasks: Sequence[str], num_classes: int | None
+) -> dict[str, torch.Tensor]:
+    """The saved predictions of a batch's samples, at the ground truth's size.
+
+    A prediction of another size is resized as MTI-Net's ``eval_depth`` does (bilinear; normals then
+    renormalised; labels nearest). A sample without the task's ground truth needs no file (zeros stand in;
+    the metrics skip it).
+    """
+    folder = Path(folder)
+    h, w = batch["image"].shape[-2:]
+    maps: dict[str, list[torch.Tensor]] = {t: [] for t in tasks}
+    for i, meta in enumerate(batch["meta"]):
+        stem = prediction_stem(meta, i)
+        for task in tasks:
+            has = batch.get(f"has_{task}")
+            if has is not None and not bool(has[i]):
+                empty = torch.zeros(1, 3 if task == "normals" else 1, h, w)  # (1, C, h, w)
+                maps[task].append(empty[:, 0].long() if task == "semseg" else empty)
+                continue
+            if task == "depth":
+                npy, png = folder / f"{stem}_depth.npy", folder / f"{stem}_depth.png"
+                if png.is_file() and not npy.is_file():
+                    array = read_depth_png(png, 1000.0)  # uint16 millimetres
+                else:
+                    array = read_npy(npy, shape_ndim=2, what="depth prediction")
+                x = torch.from_numpy(np.asarray(array, dtype=np.float32))[None, None]  # (1, 1, h, w)
+            elif task == "normals":
+                array = read_npy(folder / f"{stem}_normals.npy", shape_ndim=3, what="normal prediction")
+                if array.shape[-1] != 3:
+                    raise DataError(f"normal prediction must be (H, W, 3), got {array.shape}", folder / stem)
+                x = torch.from_numpy(np.asarray(array, dtype=np.float32)).permute(2, 0, 1)[None]  # (1, 3, h, w)
+            else:
+                labels = read_label_png(folder / f"{stem}_semseg.png")
+                if num_classes is not None and (labels.min() < 0 or labels.max() >= num_classes):
+                    raise DataError(
+                        f"predicted class ids {labels.min()}..{labels.max()} outside 0..{num_classes - 1} (the "
+                        f"dataset's classes; shift 1-based ids and map 'unlabelled' to a class)",
+                        folder / f"{stem}_semseg.png",
+                    )
+                x = torch.from_numpy(labels.astype(np.int64))[None, None].float()  # (1, 1, h, w)
+            if tuple(x.shape[-2:]) != (h, w):
+                if task == "semseg":
+                    x = torch.nn.functional.interpolate(x, size=(h, w), mode="nearest")
+                else:
+                    x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+                if task == "normals":
+                    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            maps[task].append(x[:, 0].long() if task == "semseg" else x)
+    return {task: torch.cat(values) for task, values in maps.items()}
 
 
 def _sample(batch: Mapping[str, Any], i: int) -> dict[str, Any]:
@@ -123,7 +201,7 @@ def _save(
 ) -> None:
     save_dir = Path(save_dir)
     for i, meta in enumerate(batch["meta"]):
-        stem = str(meta.get("name", i)).replace("/", "_")
+        stem = prediction_stem(meta, i)
         rgb = (batch["image"][i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         files = output_files(save_dir, stem, outputs.keys(), point_cloud=False)
         K = batch["K"][i].numpy() if "K" in batch else np.eye(3, dtype=np.float32)

@@ -30,15 +30,17 @@ def test_known_angles() -> None:
     assert (m["within_11.25"], m["within_50"], m["within_100"]) == (25.0, 50.0, 75.0)
 
 
-def test_zero_vectors_are_ignored() -> None:
+def test_zero_ground_truth_is_ignored_zero_prediction_is_90_degrees() -> None:
     p, g = _known_angles()
     p_pad = torch.cat([p, torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1).expand(3, 2, 1)], dim=2)  # (3, 2, 3)
-    g_pad = torch.cat([g, torch.zeros(3, 2, 1)], dim=2)
-    p_pad[:, 0, 0] = 0.0  # a zero prediction is invalid too (it was the 0-degree pixel)
+    g_pad = torch.cat([g, torch.zeros(3, 2, 1)], dim=2)  # the padded column has no ground truth: skipped
+    p_pad[:, 0, 0] = 0.0  # a zero prediction at a valid pixel (it was the 0-degree pixel) is a 90-degree error
     m = normal_metrics(p_pad, g_pad)
-    assert m["mean"] == pytest.approx((90 + 180 + 45) / 3)
+    assert m["mean"] == pytest.approx((90 + 90 + 180 + 45) / 4)
     assert m["median"] == pytest.approx(90.0, abs=0.01)
     assert m["within_30"] == 0.0
+    p_pad[:, 0, 0] = math.nan  # so is a non-finite one
+    assert normal_metrics(p_pad, g_pad)["mean"] == pytest.approx((90 + 90 + 180 + 45) / 4)
     mask = torch.tensor([[True, False], [True, True]])  # drop the 90-degree pixel
     assert normal_metrics(p, g, mask=mask)["mean"] == pytest.approx((0 + 180 + 45) / 3)
     assert all(math.isnan(v) for v in normal_metrics(p, torch.zeros_like(g)).values())

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
 
 from tridense.metrics.base import StatsMetric
 from tridense.metrics.functional import (
+    ALL_DEPTH_KEYS,
     DEPTH_KEYS,
     KITTI_KEYS,
     CropArg,
+    check_depth_keys,
+    check_depth_options,
     check_depth_range,
     check_reduction,
     crop_mask,
     depth_from_stats,
     depth_stats,
+    frame_crop_mask,
     kitti_from_stats,
     kitti_stats,
 )
@@ -31,70 +38,126 @@ def _checked_crop(crop: CropArg) -> CropArg:
     return crop
 
 
+def _batch_crop(crop: CropArg, target: torch.Tensor, meta: Sequence[Mapping[str, Any]] | None) -> CropArg:
+    """A named crop placed in each sample's original frame when the batch's ``meta`` is given."""
+    if isinstance(crop, str) and meta is not None:
+        return frame_crop_mask(crop, target.shape[-2], target.shape[-1], meta, target.device)
+    return crop
+
+
 class DepthMetrics(StatsMetric):
     """``abs_rel``, ``sq_rel``, ``rmse``, ``rmse_log``, ``log10``, ``delta1..3`` over a stream of batches.
 
-    Equals :func:`~tridense.metrics.functional.depth_metrics` on the concatenated data.
+    Equals :func:`~tridense.metrics.functional.depth_metrics` on the concatenated data (with the batch's
+    ``meta`` a named crop is computed in each sample's original frame, see
+    :func:`~tridense.metrics.functional.frame_crop_mask`).
 
     Args:
-        min_depth: valid ground truth is ``min_depth < g < max_depth``; predictions are clamped to it.
-        max_depth: see ``min_depth``.
+        min_depth: lower bound of valid ground truth.
+        max_depth: upper bound of valid ground truth (None: no cap).
         crop: None, a name of :data:`~tridense.metrics.functional.CROPS` or a boolean (H, W) mask.
         reduction: ``image`` (mean of per-image metrics) or ``pixel`` (pooled over valid pixels).
+        bounds: ``strict`` (min < g < max) or ``inclusive`` (min <= g <= max).
+        clamp: clamp of predictions: True (to the validity range), (low, high), or False.
+        scaling: None or ``median`` (per-image median ratio, monodepth2).
+        keys: metrics reported, from :data:`~tridense.metrics.functional.ALL_DEPTH_KEYS`.
     """
 
     def __init__(
-        self, min_depth: float = 1e-3, max_depth: float = 10.0, crop: CropArg = None, reduction: str = "image"
+        self,
+        min_depth: float = 1e-3,
+        max_depth: float | None = 10.0,
+        crop: CropArg = None,
+        reduction: str = "image",
+        *,
+        bounds: str = "strict",
+        clamp: bool | Sequence[float] = True,
+        scaling: str | None = None,
+        keys: Sequence[str] = DEPTH_KEYS,
     ) -> None:
         super().__init__()
         check_reduction(reduction)
         check_depth_range(min_depth, max_depth)
+        check_depth_options(bounds, clamp, scaling)
         self.min_depth, self.max_depth, self.reduction = min_depth, max_depth, reduction
+        self.bounds, self.clamp, self.scaling = bounds, clamp, scaling
+        self.keys = check_depth_keys(keys)
         self.crop = _checked_crop(crop)
-        self.add_stat("sums", torch.zeros(len(DEPTH_KEYS), dtype=torch.float64))
+        self.add_stat("sums", torch.zeros(len(ALL_DEPTH_KEYS), dtype=torch.float64))
         self.add_stat("count", torch.zeros((), dtype=torch.float64))
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: depth (B, 1, H, W), (B, H, W) or (H, W) in metres, 0 = invalid ground truth."""
+    def update(
+        self, pred: torch.Tensor, target: torch.Tensor, meta: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
+        """Add a batch: depth (B, 1, H, W), (B, H, W) or (H, W) in metres, 0 = invalid; optional ``meta`` list."""
         self.accumulate(
             depth_stats(
                 pred.detach(),
                 target,
                 min_depth=self.min_depth,
                 max_depth=self.max_depth,
-                crop=self.crop,
+                crop=_batch_crop(self.crop, target, meta),
                 reduction=self.reduction,
+                bounds=self.bounds,
+                clamp=self.clamp,
+                scaling=self.scaling,
             )
         )
 
     def compute(self) -> dict[str, float]:
         """The metrics over everything seen (all processes)."""
-        return depth_from_stats(self.stats(), reduction=self.reduction)
+        return depth_from_stats(self.stats(), reduction=self.reduction, keys=self.keys)
 
 
 class KittiMetrics(StatsMetric):
     """KITTI benchmark ``silog``, ``sq_rel``, ``abs_rel`` (percent) and ``irmse`` (1/km), per image, averaged.
 
-    Equals :func:`~tridense.metrics.functional.kitti_metrics` on the concatenated data.
+    Equals :func:`~tridense.metrics.functional.kitti_metrics` on the concatenated data. The defaults are
+    the devkit's (every g > 0 valid, no cap, no crop, no clamp).
 
     Args:
-        min_depth: valid ground truth is ``min_depth < g < max_depth``; predictions are clamped to it.
-        max_depth: see ``min_depth``.
+        min_depth: lower bound of valid ground truth.
+        max_depth: upper bound of valid ground truth (None: no cap).
         crop: None, a name of :data:`~tridense.metrics.functional.CROPS` or a boolean (H, W) mask.
+        bounds: ``strict`` or ``inclusive``.
+        clamp: clamp of predictions: True (to the validity range), (low, high), or False.
+        scaling: None or ``median``.
     """
 
-    def __init__(self, min_depth: float = 1e-3, max_depth: float = 80.0, crop: CropArg = None) -> None:
+    def __init__(
+        self,
+        min_depth: float = 0.0,
+        max_depth: float | None = None,
+        crop: CropArg = None,
+        *,
+        bounds: str = "strict",
+        clamp: bool | Sequence[float] = False,
+        scaling: str | None = None,
+    ) -> None:
         super().__init__()
         check_depth_range(min_depth, max_depth)
+        check_depth_options(bounds, clamp, scaling)
         self.min_depth, self.max_depth = min_depth, max_depth
+        self.bounds, self.clamp, self.scaling = bounds, clamp, scaling
         self.crop = _checked_crop(crop)
         self.add_stat("sums", torch.zeros(len(KITTI_KEYS), dtype=torch.float64))
         self.add_stat("count", torch.zeros((), dtype=torch.float64))
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: depth (B, 1, H, W), (B, H, W) or (H, W) in metres, 0 = invalid ground truth."""
+    def update(
+        self, pred: torch.Tensor, target: torch.Tensor, meta: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
+        """Add a batch: depth (B, 1, H, W), (B, H, W) or (H, W) in metres, 0 = invalid; optional ``meta`` list."""
         self.accumulate(
-            kitti_stats(pred.detach(), target, min_depth=self.min_depth, max_depth=self.max_depth, crop=self.crop)
+            kitti_stats(
+                pred.detach(),
+                target,
+                min_depth=self.min_depth,
+                max_depth=self.max_depth,
+                crop=_batch_crop(self.crop, target, meta),
+                bounds=self.bounds,
+                clamp=self.clamp,
+                scaling=self.scaling,
+            )
         )
 
     def compute(self) -> dict[str, float]:

@@ -16,13 +16,21 @@ from tridense.errors import ConfigError
 from tridense.metrics.depth import DepthMetrics, KittiMetrics
 from tridense.metrics.functional import DEFAULT_NORMAL_THRESHOLDS, CropArg
 from tridense.metrics.normals import NormalMetrics
-from tridense.metrics.segmentation import SegmentationMetrics
+from tridense.metrics.protocols import (
+    DEVKIT,
+    DepthConvention,
+    Protocol,
+    SegmentationConvention,
+    get_protocol,
+)
+from tridense.metrics.segmentation import ImageSegmentationMetrics, SegmentationMetrics
 
 #: Direction of every scalar metric of the library: True where lower is better. ``within_<T>`` and
 #: ``delta<k>`` keys not listed here are higher-is-better (see :func:`is_lower_better`).
 LOWER_IS_BETTER: dict[str, bool] = {
     # depth and KITTI
     "abs_rel": True,
+    "abs_err": True,
     "sq_rel": True,
     "rmse": True,
     "rmse_log": True,
@@ -39,6 +47,7 @@ LOWER_IS_BETTER: dict[str, bool] = {
     "pixel_acc": False,
     "mean_acc": False,
     "miou": False,
+    "image_miou": False,
 }
 
 
@@ -62,24 +71,40 @@ def is_lower_better(metric: str, table: Mapping[str, bool] | None = None, task: 
     )
 
 
+#: Conventions of :func:`delta_mtl`: a flat mean over (task, metric) pairs, or the mean over tasks of each
+#: task's mean over its metrics.
+DELTA_MTL_CONVENTIONS: tuple[str, ...] = ("flat", "per_task")
+
+
 def delta_mtl(
     results: Mapping[str, Mapping[str, Any]],
     references: Mapping[str, Mapping[str, Any]],
     *,
     lower_is_better: Mapping[str, bool] | None = None,
+    convention: str = "flat",
 ) -> float:
-    """Multi-task performance Δ_MTL (Maninis et al. 2019; Vandenhende et al. 2021), in percent.
+    """Multi-task performance Δ_MTL in percent, under a named convention.
 
-    Δ_MTL = mean over all (task, metric) pairs k of (-1)^{l_k} (M_m,k - M_b,k) / M_b,k * 100, where M_m is
-    the multi-task model, M_b the single-task baseline and l_k = 1 if lower is better. Positive = the
-    multi-task model is better on average. Per-class lists (``iou``) are not scored.
+    With r_k = (-1)^{l_k} (M_m,k - M_b,k) / M_b,k * 100 for each (task, metric) pair k, where M_m is the
+    multi-task model, M_b the single-task baseline and l_k = 1 if lower is better:
+
+    * ``"flat"``: the mean of r_k over all K (task, metric) pairs (Navon et al. 2022, Nash-MTL, and the
+      MTAN-release tables that follow it: Δm% = 1/K Σ_k r_k);
+    * ``"per_task"``: the mean over tasks of each task's mean r_k over its metrics (LibMTL
+      ``LibMTL/utils.py`` ``count_improvement``; with one metric per task it is Maninis et al. 2019 and
+      Vandenhende et al. 2021, Δ_MTL = 1/T Σ_t r_t, where both conventions agree).
+
+    Positive = the multi-task model is better on average. Per-class lists (``iou``) are not scored.
 
     Args:
         results: {task: {metric: value}} of the model under test (every scalar entry is scored).
         references: {task: {metric: value}} of the baselines; must hold every scored pair, non-zero.
         lower_is_better: overrides/extends :data:`LOWER_IS_BETTER`, keyed ``metric`` or ``"task/metric"``.
+        convention: ``flat`` or ``per_task``.
     """
-    terms: list[float] = []
+    if convention not in DELTA_MTL_CONVENTIONS:
+        raise ValueError(f"unknown delta_mtl convention {convention!r}; expected one of {DELTA_MTL_CONVENTIONS}")
+    per_task: dict[str, list[float]] = {}
     for task, metrics in results.items():
         for metric, value in metrics.items():
             if isinstance(value, list | tuple):
@@ -97,9 +122,13 @@ def delta_mtl(
             if ref == 0 or not math.isfinite(ref):
                 raise ValueError(f"reference {task}/{metric} = {ref} is no baseline (zero or not finite)")
             sign = -1.0 if is_lower_better(metric, lower_is_better, task) else 1.0
-            terms.append(sign * (float(value) - ref) / ref * 100.0)
-    if not terms:
+            per_task.setdefault(task, []).append(sign * (float(value) - ref) / ref * 100.0)
+    if not per_task:
         raise ValueError("delta_mtl got no scalar metric in results")
+    if convention == "per_task":
+        means = [sum(terms) / len(terms) for terms in per_task.values()]
+        return sum(means) / len(means)
+    terms = [t for task_terms in per_task.values() for t in task_terms]
     return sum(terms) / len(terms)
 
 
@@ -119,7 +148,13 @@ class TaskMetrics(nn.Module):
     ``update(outputs, batch)`` sends, for each task, only the samples whose ``has_<task>`` flag is True
     (all samples if the batch has no flag) to that task's metric; a batch without the task's ground truth
     is skipped. ``compute()`` returns {task: {metric: value}}; a task that saw no valid data gives NaN.
-    With ``kitti=True`` the depth outputs also feed the KITTI benchmark metrics under the key ``kitti``.
+    With ``kitti=True`` the depth outputs also feed the KITTI benchmark metrics under the key ``kitti``
+    (with the devkit's conventions: every g > 0, no cap, no crop, no clamp).
+
+    A named ``protocol`` (see :mod:`tridense.metrics.protocols`) fixes every convention at once; the
+    individual arguments must then be left at their defaults. The tasks it does not score are dropped.
+    ``self.protocol`` holds the :class:`~tridense.metrics.protocols.Protocol` in use (``custom`` when built
+    from the individual arguments).
 
     Args:
         tasks: tasks to evaluate, from ``("depth", "normals", "semseg")``.
@@ -127,10 +162,13 @@ class TaskMetrics(nn.Module):
         ignore_index: segmentation label that is not evaluated.
         min_depth: valid depth range and clamp of predictions.
         max_depth: see ``min_depth``.
-        crop: depth evaluation crop (name of ``CROPS`` or boolean mask).
+        crop: depth evaluation crop (name of ``CROPS`` or boolean mask); a name is placed in each sample's
+            original frame when the batch has ``meta`` (``meta['crop']`` of KITTI's ``kb_crop``).
         reduction: depth reduction, ``image`` or ``pixel``.
         kitti: also compute the KITTI benchmark metrics from the depth outputs.
         normal_thresholds: angles T of ``within_<T>``.
+        absent: absent-class policy of ``miou`` (``skip`` or ``zero``).
+        protocol: a name of :data:`~tridense.metrics.protocols.PROTOCOLS` or a ``Protocol``.
     """
 
     def __init__(
@@ -145,28 +183,76 @@ class TaskMetrics(nn.Module):
         reduction: str = "image",
         kitti: bool = False,
         normal_thresholds: Sequence[float] = DEFAULT_NORMAL_THRESHOLDS,
+        absent: str = "skip",
+        protocol: str | Protocol | None = None,
     ) -> None:
         super().__init__()
         unknown = [t for t in tasks if t not in TASKS]
         if unknown or not tasks:
             raise ConfigError(f"unknown or no tasks {list(tasks)}; expected a non-empty subset of {TASKS}")
-        if kitti and "depth" not in tasks:
-            raise ConfigError("kitti=True needs the 'depth' task")
+        if protocol is None:
+            named_crop = crop if isinstance(crop, str) else None  # a mask is passed to DepthMetrics below
+            if kitti and "depth" not in tasks:
+                raise ConfigError("kitti=True needs the 'depth' task")
+            self.protocol = Protocol(
+                name="custom",
+                description="explicit settings",
+                source="tridense.metrics",
+                depth=DepthConvention(min_depth, max_depth, crop=named_crop, reduction=reduction),
+                kitti=DEVKIT if kitti else None,
+                normal_thresholds=tuple(normal_thresholds),
+                segmentation=SegmentationConvention(absent=absent),
+            )
+        else:
+            given = {
+                "min_depth": min_depth != 1e-3,
+                "max_depth": max_depth != 10.0,
+                "crop": crop is not None,
+                "reduction": reduction != "image",
+                "kitti": kitti,
+                "normal_thresholds": tuple(normal_thresholds) != DEFAULT_NORMAL_THRESHOLDS,
+                "absent": absent != "skip",
+            }
+            self.protocol = get_protocol(protocol)
+            if any(given.values()):
+                raise ConfigError(
+                    f"evaluation protocol {self.protocol.name!r} fixes {sorted(k for k, v in given.items() if v)}; "
+                    f"leave them (eval.<key> in a config) at their defaults or evaluate without a protocol"
+                )
+            crop = self.protocol.depth.crop if self.protocol.depth is not None else None
+            tasks = [t for t in tasks if t in self.protocol.tasks()]
+            if not tasks:
+                raise ConfigError(
+                    f"evaluation protocol {self.protocol.name!r} scores {list(self.protocol.tasks())}, none of "
+                    f"the tasks evaluated here"
+                )
+        proto = self.protocol
+        self.keys: dict[str, tuple[str, ...] | None] = {  # reported keys per metric name (None: all)
+            "depth": proto.depth.keys if proto.depth is not None else None,
+            "normals": proto.normal_keys,
+            "semseg": None if proto.segmentation is None or proto.segmentation.keys is None
+            else (*proto.segmentation.keys, "iou"),
+        }
         metrics: dict[str, nn.Module] = {}
         self.sources: dict[str, str] = {}  # metric name -> task whose outputs/targets feed it
-        if "depth" in tasks:
-            metrics["depth"] = DepthMetrics(min_depth, max_depth, crop, reduction)
+        if "depth" in tasks and proto.depth is not None:
+            metrics["depth"] = DepthMetrics(**{**proto.depth.kwargs(), "crop": crop})
             self.sources["depth"] = "depth"
-            if kitti:
-                metrics["kitti"] = KittiMetrics(min_depth, max_depth, crop)
-                self.sources["kitti"] = "depth"
-        if "normals" in tasks:
-            metrics["normals"] = NormalMetrics(normal_thresholds)
+        if "depth" in tasks and proto.kitti is not None:
+            kitti_args = proto.kitti.kwargs()
+            del kitti_args["reduction"], kitti_args["keys"]  # the benchmark is per image, with its own keys
+            metrics["kitti"] = KittiMetrics(**kitti_args)
+            self.sources["kitti"] = "depth"
+        if "normals" in tasks and proto.normal_thresholds is not None:
+            metrics["normals"] = NormalMetrics(proto.normal_thresholds)
             self.sources["normals"] = "normals"
-        if "semseg" in tasks:
+        if "semseg" in tasks and proto.segmentation is not None:
             if num_classes is None:
                 raise ConfigError("TaskMetrics with the 'semseg' task needs num_classes")
-            metrics["semseg"] = SegmentationMetrics(num_classes, ignore_index)
+            if proto.segmentation.per_image:
+                metrics["semseg"] = ImageSegmentationMetrics(num_classes, ignore_index)
+            else:
+                metrics["semseg"] = SegmentationMetrics(num_classes, ignore_index, absent=proto.segmentation.absent)
             self.sources["semseg"] = "semseg"
         self.metrics = nn.ModuleDict(metrics)
 
@@ -197,7 +283,11 @@ class TaskMetrics(nn.Module):
             pred = outputs[task]
             if pred.shape[0] != target.shape[0]:
                 raise ValueError(f"outputs[{task!r}] has batch size {pred.shape[0]}, batch {target.shape[0]}")
-            metric.update(pred[keep.to(pred.device)], target[keep.to(target.device)])
+            args = (pred[keep.to(pred.device)], target[keep.to(target.device)])
+            if isinstance(metric, DepthMetrics | KittiMetrics) and batch.get("meta") is not None:
+                metric.update(*args, meta=[m for m, k in zip(batch["meta"], keep.tolist(), strict=True) if k])
+            else:
+                metric.update(*args)
 
     def compute(self) -> dict[str, dict[str, Any]]:
         """{task: {metric: value}} over everything seen (all processes); ``kitti`` when enabled.
@@ -207,7 +297,11 @@ class TaskMetrics(nn.Module):
         """
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"The ``compute`` method .* before the ``update``")
-            return {name: metric.compute() for name, metric in self.metrics.items()}
+            results = {name: metric.compute() for name, metric in self.metrics.items()}
+        return {
+            name: values if self.keys.get(name) is None else {k: values[k] for k in self.keys[name]}
+            for name, values in results.items()
+        }
 
     def compute_flat(self, sep: str = "/") -> dict[str, float]:
         """:meth:`compute` flattened to {"task/metric": value} (scalar entries only), e.g. for loggers."""

@@ -42,7 +42,7 @@ class NormalMetrics(StatsMetric):
         self.add_stat("within", torch.zeros(len(self.thresholds), dtype=torch.int64))
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """Add a batch: normals (B, 3, H, W) or (3, H, W), (0, 0, 0) = invalid; optional boolean mask."""
+        """Add a batch: normals (B, 3, H, W) or (3, H, W); ground truth (0, 0, 0) = invalid; optional mask."""
         self.accumulate(
             normal_stats(pred.detach(), target, thresholds=self.thresholds, mask=mask, bin_width=self.bin_width)
         )

@@ -164,6 +164,9 @@ class EvalConfig:
     reduction: str = "image"
     #: Also report the KITTI benchmark metrics.
     kitti: bool = False
+    #: Named evaluation protocol (``tridense.metrics.protocols.PROTOCOLS``) fixing every metric convention;
+    #: min_depth, max_depth, crop, reduction and kitti must then stay at their defaults.
+    protocol: str | None = None
     #: Number of fixed validation samples drawn in the panel saved at every validation.
     panel_samples: int = 4
 

@@ -118,6 +118,7 @@ class DenseModule(L.LightningModule):
                 crop=evaluation.crop,
                 reduction=evaluation.reduction,
                 kitti=evaluation.kitti,
+                protocol=evaluation.protocol,
             )
 
         self.val_metrics = metrics()

@@ -221,7 +221,9 @@ def train(cfg: Config | None = None, *, overrides: list[str] | None = None, resu
         raise ConfigError("training ended before any checkpoint was written (max_steps / max_time too small?)")
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     if trainer.is_global_zero:
-        write_results(run_dir, module.test_results, checkpoint=best, split=cfg.data.test_split)
+        write_results(
+            run_dir, module.test_results, checkpoint=best, split=cfg.data.test_split, protocol=cfg.eval.protocol
+        )
         summary = {
             "steps": trainer.global_step,
             "epochs": trainer.current_epoch,
@@ -248,11 +250,23 @@ def results_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(run_dir: Path, results: dict[str, Any], *, checkpoint: str | Path, split: str) -> None:
+def write_results(
+    run_dir: Path, results: dict[str, Any], *, checkpoint: str | Path, split: str, protocol: str | None = None
+) -> None:
     from tridense.training.module import score
 
-    payload = {"checkpoint": str(checkpoint), "split": split, "score": score(results), "results": results}
+    protocol = protocol or "custom"  # custom: the eval section's own settings (config.yaml)
+    payload = {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "protocol": protocol,
+        "score": score(results),
+        "results": results,
+    }
     write_json(run_dir / "metrics" / "test.json", payload, overwrite=True)
-    text = f"# Test metrics\n\ncheckpoint: `{checkpoint}`, split: `{split}`, score: {payload['score']:.4f}\n\n"
+    text = (
+        f"# Test metrics\n\ncheckpoint: `{checkpoint}`, split: `{split}`, protocol: `{protocol}`, "
+        f"score: {payload['score']:.4f}\n\n"
+    )
     with atomic_write(run_dir / "metrics" / "test.md", mode="w", overwrite=True) as handle:
         handle.write(text + results_table(results))
