@@ -9,6 +9,7 @@ import torch
 
 from tridense.errors import ConfigError
 from tridense.losses.asm import (
+    StructureMatching,
     adversarial_weight,
     analyzer_adversarial_loss,
     feature_distance,
@@ -108,3 +109,49 @@ def test_one_analyzer_step_increases_and_one_predictor_step_decreases_the_distan
         logits -= 50.0 * logits.grad
     assert distance() < after_analyzer
     assert all(torch.equal(p, q) for p, q in zip(analyzer.parameters(), frozen, strict=True))  # not stepped
+
+
+def joint_maps() -> tuple[list[torch.Tensor], torch.Tensor]:
+    depth = torch.log(torch.rand(2, 1, 32, 32) * 4 + 0.5)
+    normals = torch.nn.functional.normalize(torch.randn(2, 3, 32, 32), dim=1)
+    valid = torch.ones(2, 1, 32, 32, dtype=torch.bool)
+    valid[:, :, :4] = False
+    return [depth, normals], valid
+
+
+def test_structure_matching_objectives() -> None:
+    analyzer = StructureAnalyzer([1, 3], layers=5, widths=(8, 8, 8))
+    asm = StructureMatching(analyzer, ["depth", "normals"], layers="conv1-2", adversarial_weight=0.012, decay_steps=100)
+    gt, valid = joint_maps()
+    pred = [(m + 0.1 * torch.randn_like(m)).requires_grad_() for m in gt]
+    out = asm.analyzer_loss(gt, [p.detach() for p in pred], valid, step=100)
+    assert set(out) == {"total", "adversarial", "adversarial_weight", "reconstruction/depth", "reconstruction/normals"}
+    assert out["adversarial_weight"].item() == pytest.approx(0.0012)
+    expected = 0.0012 * out["adversarial"] + out["reconstruction/depth"] + out["reconstruction/normals"]
+    assert out["total"].item() == pytest.approx(expected.item())
+    out["total"].backward()
+    assert all(p.grad is None for p in pred)  # the analyzer's objective never reaches the predictor
+    analyzer.zero_grad(set_to_none=True)
+    match = asm.predictor_loss(gt, pred, valid)
+    assert set(match) == {"total", "match/conv1", "match/conv2"}
+    match["total"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in pred)
+    assert all(p.grad is None and p.requires_grad for p in analyzer.parameters())  # frozen, then restored
+
+
+def test_ablations_skip_their_branches() -> None:
+    analyzer = StructureAnalyzer([1, 3], layers=5, widths=(8, 8, 8))
+    calls = []
+    analyzer.regularizer.head.register_forward_hook(lambda *_: calls.append("rec"))
+    gt, valid = joint_maps()
+    no_rec = StructureMatching(analyzer, ["depth", "normals"], reconstruction_weight=0.0)
+    out = no_rec.analyzer_loss(gt, gt, valid, step=0)
+    assert set(out) == {"total", "adversarial", "adversarial_weight"} and not calls
+    assert out["adversarial"].item() == pytest.approx(2 * 0.8)  # identical maps: d = 0 on both layers
+    no_adv = StructureMatching(analyzer, ["depth", "normals"], adversarial_weight=0.0)
+    out = no_adv.analyzer_loss(gt, gt, valid, step=0)
+    assert "adversarial" not in out and calls == ["rec"]
+    with pytest.raises(ConfigError, match="takes 2 task maps"):
+        StructureMatching(analyzer, ["depth"])
+    with pytest.raises(ConfigError, match=r"conv1\.\.conv5"):
+        StructureMatching(analyzer, ["depth", "normals"], layers="conv1-7")

@@ -25,13 +25,16 @@ non-saturating BCE(fake -> 1).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tridense.errors import ConfigError
+from tridense.models.asm import parse_layers
 from tridense.ops import unit_vectors
 
 ADVERSARIAL_FORMS: tuple[str, ...] = ("margin", "unbounded")
@@ -144,3 +147,118 @@ def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor)
 def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """Non-saturating BCE of the predictor: its outputs should be judged real."""
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Switch off ``requires_grad`` of ``module``'s parameters inside the block (restored after)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+class StructureMatching(nn.Module):
+    """ASM's two objectives around one :class:`~tridense.models.asm.StructureAnalyzer`.
+
+    Task maps are given per task in the order of ``tasks`` (the analyzer's ``in_channels``), in the
+    analyzer's space (one-hot / softmax segmentation, log-depth, unit normals), with the ground truth's
+    validity (B, 1, H, W).
+
+    Args:
+        analyzer: the structure analyzer (with its regularizer).
+        tasks: the task of each analyzer input.
+        layers: the layer set of the structural distance (``conv1-2`` by default, the authors').
+        form: the analyzer's adversarial term, ``margin`` (default) or ``unbounded``.
+        margin: m of the margin form.
+        adversarial_weight: λ_adv of the analyzer's adversarial term (0: "ASM without adversarial term":
+            the analyzer is only an autoencoder of the ground truth).
+        reconstruction_weight: λ_rec of the regularizer (0: "ASM without reconstruction").
+        decay_steps: steps of the 10^(-step / steps) decay of λ_adv (None: no decay).
+        normal_reconstruction: ``cosine`` or ``l2``.
+    """
+
+    def __init__(
+        self,
+        analyzer: nn.Module,
+        tasks: Sequence[str],
+        *,
+        layers: str | Sequence[str] = "conv1-2",
+        form: Literal["margin", "unbounded"] = "margin",
+        margin: float = DEFAULT_MARGIN,
+        adversarial_weight: float = 1.0,
+        reconstruction_weight: float = 1.0,
+        decay_steps: int | None = None,
+        normal_reconstruction: Literal["cosine", "l2"] = "cosine",
+    ) -> None:
+        super().__init__()
+        self.analyzer, self.tasks = analyzer, tuple(tasks)
+        if len(self.tasks) != len(analyzer.in_channels):
+            raise ConfigError(f"the analyzer takes {len(analyzer.in_channels)} task maps, got tasks {list(tasks)}")
+        if form not in ADVERSARIAL_FORMS:
+            raise ConfigError(f"unknown adversarial form {form!r}; valid: {list(ADVERSARIAL_FORMS)}")
+        if adversarial_weight < 0 or reconstruction_weight < 0:
+            raise ConfigError("adversarial_weight and reconstruction_weight must be >= 0")
+        self.layers = parse_layers(layers, analyzer.num_layers)
+        self.form, self.margin = form, margin
+        self.adversarial_weight, self.reconstruction_weight = adversarial_weight, reconstruction_weight
+        self.decay_steps, self.normal_reconstruction = decay_steps, normal_reconstruction
+
+    def weight(self, step: int) -> float:
+        """λ_adv at ``step`` (decayed tenfold over ``decay_steps`` if set)."""
+        if self.decay_steps is None:
+            return self.adversarial_weight
+        return self.adversarial_weight * adversarial_weight(step, self.decay_steps)
+
+    def analyzer_loss(
+        self, gt_maps: Sequence[torch.Tensor], negative_maps: Sequence[torch.Tensor], valid: torch.Tensor, step: int
+    ) -> dict[str, torch.Tensor]:
+        """What the analyzer minimises: λ_adv(step) x adversarial term + λ_rec x Σ_t reconstruction.
+
+        ``negative_maps`` must be detached (binarised for segmentation). Returns ``total``, ``adversarial``
+        (unweighted), ``reconstruction/<task>`` (unweighted) and ``adversarial_weight``.
+        """
+        negative_maps = [m.detach() for m in negative_maps]
+        reconstruct = self.reconstruction_weight > 0
+        use_adversarial = self.adversarial_weight > 0
+        gt = self.analyzer(gt_maps, valid, layers=self.layers if use_adversarial else [], reconstruct=reconstruct)
+        out: dict[str, torch.Tensor] = {}
+        total = gt_maps[0].new_zeros(())
+        if use_adversarial:
+            neg = self.analyzer(negative_maps, valid, layers=self.layers, reconstruct=False)
+            out["adversarial"] = analyzer_adversarial_loss(
+                layer_distances(gt.features, neg.features, self.layers), self.form, self.margin
+            )
+            weight = self.weight(step)
+            out["adversarial_weight"] = torch.tensor(weight)
+            total = total + weight * out["adversarial"]
+        if reconstruct:
+            channels = [m.shape[1] for m in gt_maps]
+            for task, rec, target in zip(
+                self.tasks, torch.split(gt.reconstruction, channels, dim=1), gt_maps, strict=True
+            ):
+                loss = reconstruction_loss(task, rec, target, valid, normals=self.normal_reconstruction)
+                out[f"reconstruction/{task}"] = loss
+                total = total + self.reconstruction_weight * loss
+        out["total"] = total
+        return out
+
+    def predictor_loss(
+        self, gt_maps: Sequence[torch.Tensor], pred_maps: Sequence[torch.Tensor], valid: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """What the predictor minimises: Σ_l mean d_l(A(gt), A(pred)); the analyzer is not trained by it.
+
+        Returns ``total`` and ``match/<layer>``; gradients reach ``pred_maps`` only.
+        """
+        with frozen(self.analyzer):
+            with torch.no_grad():
+                gt = self.analyzer(gt_maps, valid, layers=self.layers, reconstruct=False)
+            pred = self.analyzer(pred_maps, valid, layers=self.layers, reconstruct=False)
+        distances = layer_distances(gt.features, pred.features, self.layers)
+        out = {f"match/{name}": d.mean() for name, d in distances.items()}
+        out["total"] = matching_loss(distances)
+        return out
