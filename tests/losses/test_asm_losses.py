@@ -9,6 +9,7 @@ import torch
 
 from tridense.errors import ConfigError
 from tridense.losses.asm import (
+    GANMatching,
     StructureMatching,
     adversarial_weight,
     analyzer_adversarial_loss,
@@ -19,7 +20,7 @@ from tridense.losses.asm import (
     matching_loss,
     reconstruction_loss,
 )
-from tridense.models.asm import StructureAnalyzer
+from tridense.models.asm import PatchDiscriminator, StructureAnalyzer
 
 
 def unit_map(vectors: list[list[float]]) -> torch.Tensor:
@@ -155,3 +156,21 @@ def test_ablations_skip_their_branches() -> None:
         StructureMatching(analyzer, ["depth"])
     with pytest.raises(ConfigError, match=r"conv1\.\.conv5"):
         StructureMatching(analyzer, ["depth", "normals"], layers="conv1-7")
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_gan_baselines_objectives(conditional: bool) -> None:
+    gt, valid = joint_maps()
+    pred = [(m + 0.3 * torch.randn_like(m)).requires_grad_() for m in gt]
+    image = torch.randn(2, 3, 32, 32)
+    disc = PatchDiscriminator(4 + 3 * conditional, width=8, num_layers=2, global_pool=not conditional)
+    gan = GANMatching(disc, conditional=conditional)
+    d_loss = gan.discriminator_loss(gt, pred, valid, image)["total"]
+    d_loss.backward()
+    assert all(p.grad is None for p in pred) and all(p.grad is not None for p in disc.parameters())
+    disc.zero_grad(set_to_none=True)
+    gan.predictor_loss(pred, valid, image)["total"].backward()
+    assert all(p.grad is not None for p in pred) and all(p.grad is None for p in disc.parameters())
+    if conditional:
+        with pytest.raises(ValueError, match="needs the image"):
+            gan.predictor_loss(pred, valid)

@@ -262,3 +262,48 @@ class StructureMatching(nn.Module):
         out = {f"match/{name}": d.mean() for name, d in distances.items()}
         out["total"] = matching_loss(distances)
         return out
+
+
+class GANMatching(nn.Module):
+    """The GAN (unconditional) and cGAN (conditional) baselines' two objectives around one discriminator.
+
+    The discriminator sees the task maps side by side (``conditional``: after the image), real = ground
+    truth, fake = the detached prediction; invalid ground-truth pixels are zeroed in both, so the
+    discriminator cannot tell them apart by the holes alone.
+
+    Args:
+        discriminator: a :class:`~tridense.models.asm.PatchDiscriminator` (or any map -> logits module).
+        conditional: concatenate the image in front of the maps (cGAN).
+    """
+
+    def __init__(self, discriminator: nn.Module, *, conditional: bool) -> None:
+        super().__init__()
+        self.discriminator, self.conditional = discriminator, conditional
+
+    def _input(self, maps: Sequence[torch.Tensor], valid: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
+        x = torch.cat(list(maps), dim=1) * valid  # (B, ΣC, H, W)
+        if self.conditional:
+            if image is None:
+                raise ValueError("the conditional discriminator needs the image")
+            x = torch.cat([image, x], dim=1)  # (B, 3 + ΣC, H, W)
+        return x
+
+    def discriminator_loss(
+        self,
+        gt_maps: Sequence[torch.Tensor],
+        pred_maps: Sequence[torch.Tensor],
+        valid: torch.Tensor,
+        image: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """BCE of real (ground truth) vs fake (detached prediction): ``total``."""
+        real = self.discriminator(self._input(gt_maps, valid, image))
+        fake = self.discriminator(self._input([m.detach() for m in pred_maps], valid, image))
+        return {"total": gan_discriminator_loss(real, fake)}
+
+    def predictor_loss(
+        self, pred_maps: Sequence[torch.Tensor], valid: torch.Tensor, image: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Non-saturating generator loss through a frozen discriminator: ``total``."""
+        with frozen(self.discriminator):
+            fake = self.discriminator(self._input(pred_maps, valid, image))
+        return {"total": gan_generator_loss(fake)}
