@@ -11,6 +11,7 @@ import torch
 from tridense.metrics.boundary import (
     BoundaryMetrics,
     boundary_metrics,
+    candidate_pairs,
     fill_ignored,
     label_boundaries,
     match_boundaries,
@@ -113,3 +114,13 @@ def test_bad_arguments() -> None:
         BoundaryMetrics(2, tolerance=5.0)
     with pytest.raises(ValueError, match="integer ids"):
         boundary_metrics(torch.zeros(H, W), halves(20), 2)
+
+
+@pytest.mark.parametrize("radius", [0.5, 1.0, 2.3, 3.0])
+def test_candidate_pairs_equal_brute_force_distances(radius: float) -> None:
+    rng = np.random.default_rng(3)
+    pred, target = rng.random((15, 20)) < 0.2, rng.random((15, 20)) < 0.2
+    graph = candidate_pairs(pred, target, radius)
+    p, g = np.argwhere(pred), np.argwhere(target)
+    distance = np.sqrt(((p[:, None, :] - g[None, :, :]) ** 2).sum(-1))  # (P, G)
+    np.testing.assert_array_equal(graph.toarray() > 0, distance <= radius)

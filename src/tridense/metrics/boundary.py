@@ -36,7 +36,6 @@ import torch
 from scipy import ndimage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
-from scipy.spatial import cKDTree
 
 from tridense.data.sample import IGNORE_INDEX
 from tridense.metrics.base import StatsMetric
@@ -66,22 +65,44 @@ def fill_ignored(labels: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.nda
     return labels[rows, cols]
 
 
+def candidate_pairs(pred: np.ndarray, target: np.ndarray, max_distance: float) -> csr_matrix:
+    """The (P, G) 0/1 graph of predicted / true boundary pixel pairs within ``max_distance`` (inclusive).
+
+    Pixels are numbered in row-major order (as ``np.nonzero``); for every integer offset within the radius
+    (about pi r^2 of them) each predicted pixel looks up the true boundary pixel at that offset.
+    """
+    h, w = pred.shape
+    g_index = np.full((h, w), -1, dtype=np.int64)
+    g_index[target] = np.arange(int(target.sum()))
+    py, px = np.nonzero(pred)  # (P,) each
+    reach = math.floor(max_distance + 1e-9)
+    rows, cols = [], []
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            if dy * dy + dx * dx > max_distance * max_distance + 1e-9:
+                continue
+            y, x = py + dy, px + dx
+            inside = np.flatnonzero((y >= 0) & (y < h) & (x >= 0) & (x < w))
+            j = g_index[y[inside], x[inside]]
+            hit = j >= 0
+            rows.append(inside[hit])
+            cols.append(j[hit])
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    shape = (len(py), int(target.sum()))
+    return csr_matrix((np.ones(len(row), dtype=np.int8), (row, col)), shape=shape)
+
+
 def match_boundaries(pred: np.ndarray, target: np.ndarray, max_distance: float) -> int:
     """Number of one-to-one matched pairs between two boolean (H, W) boundary maps within ``max_distance``.
 
-    A maximum-cardinality bipartite matching over the pairs at Euclidean distance <= ``max_distance``.
+    A maximum-cardinality bipartite matching (Hopcroft-Karp) of the pairs at Euclidean distance <=
+    ``max_distance`` (:func:`candidate_pairs`).
     """
-    p = np.argwhere(pred)  # (P, 2) row, col
-    g = np.argwhere(target)  # (G, 2)
-    if len(p) == 0 or len(g) == 0:
+    if not pred.any() or not target.any():
         return 0
-    neighbours = cKDTree(p).query_ball_tree(cKDTree(g), r=max_distance + 1e-9)  # P lists of indices into g
-    counts = np.fromiter((len(n) for n in neighbours), dtype=np.int64, count=len(p))
-    if counts.sum() == 0:
+    graph = candidate_pairs(pred, target, max_distance)  # (P, G)
+    if graph.nnz == 0:
         return 0
-    cols = np.fromiter((j for n in neighbours for j in n), dtype=np.int64, count=int(counts.sum()))
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    graph = csr_matrix((np.ones(len(cols), dtype=np.int8), cols, indptr), shape=(len(p), len(g)))  # (P, G)
     match = maximum_bipartite_matching(graph, perm_type="column")  # (P,) matched column or -1
     return int((match >= 0).sum())
 
