@@ -62,9 +62,11 @@ def write_frame(root: Path, area: str, nyu: Path, name: str) -> dict:
     expected = np.array([255] + [CLASSES_13.index(c) if c in CLASSES_13 else 255 for c in NYU_TO_CLASS.values()])
     labels = expected[nyu13]
     labels[-20:, -30:] = 255
+    instances = index.copy()  # every label entry is one instance; <UNK> (0) and #0D0D0D (missing) -> 0
+    instances[-20:, -30:] = 0
     depth = units.astype(np.float32) / 512.0
     depth[:40, :50] = 0.0
-    return {"stem": s, "depth": depth, "normals": n, "semseg": labels}
+    return {"stem": s, "depth": depth, "normals": n, "semseg": labels, "instances": instances}
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +106,7 @@ def test_decoding_matches_the_known_fields(s2d3ds: tuple[Path, dict]) -> None:
         assert (n[:-60][valid[:-60]][:, 2] < 0).all()  # surfaces facing the camera: n_z < 0
         np.testing.assert_allclose(n[-1, 100], [0.0, -1.0, 0.0], atol=0.5 / 127.5)  # floor points up; 0 -> 128
         np.testing.assert_array_equal(sample["semseg"], known["semseg"])
+        np.testing.assert_array_equal(sample["instances"], known["instances"])
         np.testing.assert_allclose(sample["K"], K, rtol=1e-6)
         assert sample["meta"]["room"] == "office_1" and sample["meta"]["area"] == area
         assert sample["meta"]["frame"] == i + 1

@@ -56,6 +56,13 @@ DATASETS: dict[str, DatasetSpec] = {
     "kitti": DatasetSpec(
         _lazy("tridense.data.kitti", "KITTIDepth"), "KITTI depth with Eigen split file lists", list_per_split=True
     ),
+    "weizmann_horse": DatasetSpec(
+        _lazy("tridense.data.horse", "WeizmannHorse"),
+        "Weizmann horse figure-ground (rgb/+figure_ground/ or horse/+mask/)",
+    ),
+    "voc2012": DatasetSpec(
+        _lazy("tridense.data.voc", "VOC2012"), "PASCAL VOC 2012 VOCdevkit layout (palette PNGs, optional SBD train_aug)"
+    ),
     "stanford2d3ds": DatasetSpec(
         _lazy("tridense.data.stanford", "Stanford2D3DS"), "Stanford 2D-3D-S area_N/data folders, folds 1-3"
     ),

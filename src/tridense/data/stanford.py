@@ -104,6 +104,16 @@ def decode_semantic(encoded: np.ndarray, lut: np.ndarray, path: str | Path | Non
     return np.where(inside, lut[np.minimum(index, len(lut) - 1)], IGNORE_INDEX).astype(np.int64)
 
 
+def decode_instances(encoded: np.ndarray, num_labels: int, path: str | Path | None = None) -> np.ndarray:
+    """RGB semantic PNG -> instance ids: the label index R*65536 + G*256 + B (each entry of
+    ``semantic_labels.json`` is one object instance), 0 for ``<UNK>`` (index 0) and indices beyond the list."""
+    if encoded.ndim != 3 or encoded.shape[2] < 3 or encoded.dtype != np.uint8:
+        raise DataError(f"semantic image must be 8-bit RGB, got {encoded.dtype} {encoded.shape}", path)
+    rgb = encoded[..., :3].astype(np.int64)
+    index = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # (H, W)
+    return np.where(index < num_labels, index, 0)
+
+
 def decode_normals(encoded: np.ndarray, path: str | Path | None = None) -> np.ndarray:
     """2D-3D-S normal PNG (x right, y down, z to camera; 127.5-centred) -> unit OpenCV-frame normals.
 
@@ -145,7 +155,9 @@ class Stanford2D3DS(DenseDataset):
           pose/..._domain_pose.json             "camera_k_matrix": 3x3
 
     Labels: the class is the first ``_`` field of the indexed label; ``<UNK>``, classes outside
-    :data:`CLASSES_13` and indices beyond the list (#0D0D0D = missing) become 255.
+    :data:`CLASSES_13` and indices beyond the list (#0D0D0D = missing) become 255. With ``semseg``, the
+    sample also has ``instances``: the label index itself (one entry per object instance; the same id in
+    every image of the object), 0 for ``<UNK>`` and missing.
 
     Args:
         root: the dataset root (holds the ``area_*`` folders).
@@ -233,8 +245,10 @@ class Stanford2D3DS(DenseDataset):
             sample["normals"] = normals
         if "semseg" in self.tasks and self.lut is not None:
             semantic_path = self._modality(area, rgb_path, "semantic", "_domain_semantic.png")
-            labels = decode_semantic(read_rgb(semantic_path), self.lut, semantic_path)
+            encoded = read_rgb(semantic_path)
+            labels = decode_semantic(encoded, self.lut, semantic_path)
             if labels.shape != hw:
                 raise DataError(f"semantic image has size {labels.shape}, expected the image size {hw}", semantic_path)
             sample["semseg"] = labels
+            sample["instances"] = decode_instances(encoded, len(self.lut), semantic_path)
         return sample
