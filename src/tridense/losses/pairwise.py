@@ -19,6 +19,7 @@ from torch import nn
 
 from tridense.losses.functional import match_size
 from tridense.losses.multitask import depth_mask, normals_mask, semseg_target
+from tridense.losses.registry import register_extra_loss
 from tridense.ops import unit_vectors
 
 
@@ -62,6 +63,7 @@ def pairwise_loss(
     return torch.stack(losses).mean()
 
 
+@register_extra_loss("pairwise")
 class PairwiseLoss(nn.Module):
     """The pair-wise term of every task, each weighted by ``weight`` (PAP eq. 5: 0.2), named ``pairwise/<task>``."""
 
@@ -92,7 +94,3 @@ class PairwiseLoss(nn.Module):
                 target = F.one_hot(torch.where(valid, labels, 0), pred.shape[1]).permute(0, 3, 1, 2).to(pred.dtype)
             terms[f"pairwise/{task}"] = self.weight * pairwise_loss(pred, target, valid, self.pairs)
         return terms
-
-
-#: Extra loss terms a config can name under ``loss.extra`` (their options are keyword arguments).
-EXTRA_LOSSES = {"pairwise": PairwiseLoss}
