@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tridense.errors import ConfigError, TridenseError
-from tridense.training.config import OptimConfig, from_dict
+from tridense.training.config import GroupConfig, OptimConfig, from_dict
 from tridense.training.optim import build_optimizer, build_scheduler, clip_grad_norm, lr_factor, parameter_groups
 
 
@@ -57,6 +57,12 @@ def test_groups_by_pattern_first_match_wins():
     assert _count(groups["rest"]) == 2  # fuse.bias
     groups = _groups(net, groups={"encoder": {"pattern": "encoder.weight", "lr": 0.5}})  # redefines the encoder
     assert (_count(groups["encoder"]), groups["encoder"]["lr"]) == (4, 0.5)
+    # A method's own groups replace the config's.
+    opt = build_optimizer(
+        net.named_parameters(), from_dict(OptimConfig, {"groups": {"x": {"pattern": "nothing"}}}),
+        groups={"fuse": GroupConfig(pattern="fuse.*", lr=0.25)},
+    )
+    assert [(g["name"], g["lr"]) for g in opt.param_groups] == [("encoder", 2e-3), ("fuse", 0.25), ("rest", 2e-3)]
 
 
 def test_group_errors_are_plain():

@@ -17,7 +17,7 @@ automatic one has one optimiser step per batch, so the Trainer's ``max_steps`` i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
@@ -31,7 +31,7 @@ from tridense.training.optim import build_optimizer, build_scheduler, clip_grad_
 
 if TYPE_CHECKING:
     from tridense.losses.multitask import MultiTaskLoss
-    from tridense.training.config import Config, OptimConfig
+    from tridense.training.config import Config, GroupConfig, OptimConfig
 
 
 class MethodModule(L.LightningModule):
@@ -127,10 +127,14 @@ class MethodModule(L.LightningModule):
         return fraction
 
     def optimizer_and_scheduler(
-        self, named_parameters: Iterable[tuple[str, nn.Parameter]], cfg: OptimConfig
+        self,
+        named_parameters: Iterable[tuple[str, nn.Parameter]],
+        cfg: OptimConfig,
+        groups: Mapping[str, GroupConfig] | None = None,
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-        """An optimiser over ``named_parameters`` and its schedule per step (``cfg``), for this trainer's
-        precision, step budget and clock."""
-        optimizer = build_optimizer(named_parameters, cfg, precision=str(self.trainer.precision))
+        """An optimiser over ``named_parameters`` (in ``cfg.groups``, or ``groups``) and its schedule per step
+        (``cfg``), for this trainer's precision, step budget and clock."""
+        precision = str(self.trainer.precision)
+        optimizer = build_optimizer(named_parameters, cfg, groups=groups, precision=precision)
         scheduler = build_scheduler(optimizer, cfg, self.total_steps(), self.time_fraction(cfg.anneal_by_time))
         return optimizer, scheduler

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -38,13 +38,17 @@ def group_specs(cfg: OptimConfig) -> dict[str, GroupConfig]:
 
 
 def parameter_groups(
-    named_parameters: Iterable[tuple[str, nn.Parameter]], cfg: OptimConfig
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    cfg: OptimConfig,
+    groups: Mapping[str, GroupConfig] | None = None,
 ) -> list[dict[str, Any]]:
     """Trainable parameters split into named groups (see the module docstring); empty groups are left out.
 
-    A group configured in ``cfg.groups`` whose patterns match no parameter at all is a ``ConfigError``
-    (a typo would otherwise train everything at the default rate).
+    ``groups`` (e.g. a method's own) replaces ``cfg.groups``. A configured group whose patterns match no
+    parameter at all is a ``ConfigError`` (a typo would otherwise train everything at the default rate).
     """
+    if groups is not None:
+        cfg = cfg.model_copy(update={"groups": dict(groups)})
     specs = group_specs(cfg)
     named = list(named_parameters)
     members: dict[str, list[nn.Parameter]] = {name: [] for name in [*specs, "rest"]}
@@ -58,7 +62,7 @@ def parameter_groups(
     if unmatched:
         examples = [n for n, _ in named][:8]
         raise ConfigError(f"optim.groups {unmatched} match no parameter; names look like {examples}")
-    groups = []
+    out = []
     for name, params in members.items():
         if not params:
             continue
@@ -68,10 +72,10 @@ def parameter_groups(
             group["lr"] = spec.lr
         if spec is not None and spec.weight_decay is not None:
             group["weight_decay"] = spec.weight_decay
-        groups.append(group)
-    if not groups:
+        out.append(group)
+    if not out:
         raise TridenseError("every parameter is frozen: nothing to train (check init.freeze)")
-    return groups
+    return out
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -79,20 +83,25 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def build_optimizer(
-    named_parameters: Iterable[tuple[str, nn.Parameter]], cfg: OptimConfig, *, precision: str = "32-true"
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    cfg: OptimConfig,
+    *,
+    groups: Mapping[str, GroupConfig] | None = None,
+    precision: str = "32-true",
 ) -> torch.optim.Optimizer:
-    """The optimiser of ``cfg`` over the trainable ``named_parameters``, in groups by name pattern.
+    """The optimiser of ``cfg`` over the trainable ``named_parameters``, in groups by name pattern
+    (``groups``, when given, replaces ``cfg.groups``).
 
     Adam and AdamW use the fused kernels (CPU and CUDA: every parameter updated in one pass, ~10 % of a CPU
     step) except under ``16-mixed``, whose grad scaler would unscale inside them, after clipping.
     """
-    groups = parameter_groups(named_parameters, cfg)
-    fused = precision != "16-mixed" and all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    param_groups = parameter_groups(named_parameters, cfg, groups)
+    fused = precision != "16-mixed" and all(p.device.type in ("cpu", "cuda") for g in param_groups for p in g["params"])
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+        return torch.optim.Adam(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def lr_factor(step: int, total: float, cfg: OptimConfig, clock: float = 0.0) -> float:
