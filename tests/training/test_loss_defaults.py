@@ -62,3 +62,36 @@ def test_a_loss_term_with_parameters_is_refused(monkeypatch):
     cfg = LossConfig(extra={"learned": {"weight": 0.5}})
     with pytest.raises(ConfigError, match=r"loss\.extra\.learned: the term owns parameters \['scale'\]"):
         build_loss(cfg, ("depth",), model_name="pap")
+
+
+def test_model_spec_and_options_of_the_registry_are_used(monkeypatch):
+    """The contract of the models registry (``model_spec``, ``model_options``), stood in for here: the
+    variant's stages and default loss come from its spec, and ``model.args`` is checked against its options."""
+    from dataclasses import dataclass
+
+    from pydantic import BaseModel, ConfigDict
+
+    from tridense.models import registry
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        propagation: typing.Literal["pap", "none"] = "pap"
+
+    @dataclass(frozen=True)
+    class Spec:
+        aux_stages: tuple[str, ...]
+        default_loss: dict
+
+    specs = {"pap": Spec(("initial", "coarse"), {"aux_weights": {"coarse": 0.5}})}
+    monkeypatch.setattr(registry, "model_spec", specs.__getitem__, raising=False)
+    monkeypatch.setattr(registry, "model_options", lambda name: Options, raising=False)
+
+    cfg = load_config(None, ["loss.aux_weights={coarse: 2.0, initial: 1.0}", "model.args={propagation: none}"])
+    assert cfg.loss.aux_weights == {"coarse": 2.0, "initial": 1.0}
+    loss = resolve_loss(LossConfig(), "pap")
+    assert (loss.aux_weights, loss.extra) == ({"coarse": 0.5}, {})
+    with pytest.raises(ConfigError, match=r"model\.args\.propagation: 'cspn' is not valid; valid values: 'pap' or"):
+        load_config(None, ["model.args={propagation: cspn}"])
+    with pytest.raises(ConfigError, match=r"key\(s\) \['iterations'\] at model\.args; valid keys: \['propagation'\]"):
+        load_config(None, ["model.args={iterations: 3}"])
+    load_config(None, ["model.args={tasks: [depth]}"])  # the task list is every model's, not an option

@@ -332,8 +332,18 @@ def _models_in(tp: Any) -> list[type[BaseModel]]:
     return []
 
 
-def config_error(err: ValidationError, root: type[BaseModel] = BaseModel, where: str = "") -> ConfigError:
-    """One :class:`ConfigError` naming every bad key of a pydantic ``err`` (and what is valid there)."""
+def config_error(
+    err: ValidationError, root: type[BaseModel] = BaseModel, where: str = "", prefix: str = ""
+) -> ConfigError:
+    """One :class:`ConfigError` naming every bad key of a pydantic ``err`` (and what is valid there).
+
+    ``where`` (a file) goes in front of the message; ``prefix`` is the dotted key of ``root`` in the config
+    (e.g. ``model.args`` for a model's options).
+    """
+
+    def key(path: str) -> str:
+        return ".".join(p for p in (prefix, path) if p)
+
     unknown: dict[str, list[str]] = {}
     valid: dict[str, list[str]] = {}
     problems: dict[str, list[str]] = {}
@@ -341,10 +351,11 @@ def config_error(err: ValidationError, root: type[BaseModel] = BaseModel, where:
         loc = tuple(item["loc"])
         if item["type"] == "extra_forbidden":
             path, tp = _walk(root, loc[:-1])
+            path = key(path)
             unknown.setdefault(path, []).append(str(loc[-1]))
             valid[path] = sorted(f for m in _models_in(tp) for f in m.model_fields)
             continue
-        path, _ = _walk(root, loc)
+        path = key(_walk(root, loc)[0])
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, ConfigError):
             message = str(cause)
@@ -461,7 +472,7 @@ def _options(key: str, options: type[BaseModel] | None, args: dict[str, Any], ow
     try:
         options.model_validate(args)
     except ValidationError as err:
-        raise config_error(err, options, where=key) from None
+        raise config_error(err, options, prefix=key) from None
 
 
 def check_names(cfg: Config) -> None:
