@@ -57,13 +57,16 @@ def test_methods_are_registered_and_dense_is_the_default():
         load_config(None, ["method.args={critic_lr: 1.0}"])
 
 
-def test_two_optimisers_count_steps_schedule_clip_and_stop(tmp_path):
+@pytest.mark.parametrize("precision", ["32-true", pytest.param("bf16-mixed", marks=pytest.mark.slow)])
+def test_two_optimisers_count_steps_schedule_clip_and_stop(tmp_path, precision):
     """6 steps of 2 optimisers: Lightning's global_step says 12; the module, the schedules, the stop, the
-    sampler's epoch, the panels and the checkpoint all count 6."""
+    sampler's epoch, the panels and the checkpoint all count 6. Both (fused) optimisers are clipped, also
+    under bf16 autocast."""
     cfg = load_config(
         None,
         [
             *TINY,
+            f"trainer.precision={precision}",
             "trainer.max_steps=6",
             "optim.warmup_steps=2",
             "optim.min_lr_ratio=0.1",
@@ -82,6 +85,7 @@ def test_two_optimisers_count_steps_schedule_clip_and_stop(tmp_path):
     # Both schedules decayed over 6 steps (not 12) to their floor.
     gen_opt, critic_opt = (o.optimizer for o in module.optimizers())
     assert [s.last_epoch for s in module.lr_schedulers()] == [6, 6]
+    assert gen_opt.defaults["fused"] and critic_opt.defaults["fused"]
     assert lr_factor(6, 6, cfg.optim) == pytest.approx(0.1)
     assert [g["lr"] for g in gen_opt.param_groups] == [pytest.approx(cfg.optim.lr * 0.1)]  # one group: "rest"
     assert critic_opt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.1)

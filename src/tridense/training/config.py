@@ -62,7 +62,7 @@ Int = StrictInt
 Bool = StrictBool
 Str = StrictStr
 #: A mapping whose ``null`` means empty.
-Mapping = Annotated[dict[str, Any], BeforeValidator(_none_is_empty)]
+Kwargs = Annotated[dict[str, Any], BeforeValidator(_none_is_empty)]
 Pair = Annotated[list[Float], Field(min_length=2, max_length=2)]
 
 TaskName = Literal["depth", "normals", "semseg"]
@@ -98,14 +98,14 @@ class ModelConfig(Section):
     pretrained: Bool | Str = False
     #: Extra keyword arguments of the model (e.g. ``affinity_scale``, ``decoder_channels``), checked against
     #: the model's options; ``tasks`` (the tasks it predicts) is common to every model.
-    args: Mapping = Field(default_factory=dict)
+    args: Kwargs = Field(default_factory=dict)
 
 
 class MethodConfig(Section):
     #: The training method (a registered LightningModule): ``dense`` (supervised, one optimiser), ...
     name: Str = "dense"
     #: Options of the method, checked against its registered options model.
-    args: Mapping = Field(default_factory=dict)
+    args: Kwargs = Field(default_factory=dict)
 
 
 class AugmentConfig(Section):
@@ -126,9 +126,9 @@ class DataConfig(Section):
     #: Dataset root folder (not needed for ``synthetic``).
     root: Str | None = None
     #: Keyword arguments of the dataset class for every split (e.g. ``label_set: 13``).
-    args: Mapping = Field(default_factory=dict)
+    args: Kwargs = Field(default_factory=dict)
     #: Per-split keyword arguments, e.g. ``{train: {length: 4000}}``.
-    split_args: Annotated[dict[str, Mapping], BeforeValidator(_none_is_empty)] = Field(default_factory=dict)
+    split_args: Annotated[dict[str, Kwargs], BeforeValidator(_none_is_empty)] = Field(default_factory=dict)
     #: Network input size [H, W]; null keeps the dataset's own size.
     size: Annotated[list[Int], Field(min_length=2, max_length=2)] | None = Field(default_factory=lambda: [96, 128])
     train_split: Str = "train"
@@ -154,7 +154,7 @@ class LossConfig(Section):
     aux_weights: dict[Str, Float] | None = None
     #: Method-specific terms by registered name with their options, e.g. ``pairwise: {weight: 0.2, pairs: 300}``
     #: (PAP); null: the model's defaults; ``{}``: none.
-    extra: dict[Str, Mapping] | None = None
+    extra: dict[Str, Kwargs] | None = None
 
 
 class GroupConfig(Section):
