@@ -9,7 +9,7 @@ from torch import nn
 
 from tridense.losses.multitask import MultiTaskLoss, build_task_losses
 from tridense.training import run as run_module
-from tridense.training.config import EvalConfig, OptimConfig
+from tridense.training.config import EvalConfig, OptimConfig, load_config
 from tridense.training.module import DenseModule, lr_factor
 
 
@@ -93,15 +93,18 @@ def test_adam_optimisers_are_fused_except_under_fp16(monkeypatch):
     assert not module.configure_optimizers()["optimizer"].defaults["fused"]
 
 
-def test_gradient_clipping_clips_the_global_norm():
+def test_gradient_clipping_clips_the_global_norm_before_each_optimiser_step():
+    """The module clips in on_before_optimizer_step (automatic and manual optimisation alike), with the fused
+    optimiser that Lightning's own clipping refuses under mixed precision."""
     trainer = L.Trainer(max_steps=10, logger=False, enable_checkpointing=False)
-    module = _module(OptimConfig(), trainer)
+    module = _module(OptimConfig(grad_clip=1.0), trainer)
     opt = torch.optim.AdamW(module.model.parameters(), fused=True)
     for p in module.model.parameters():
         p.grad = torch.full_like(p, 10.0)
-    module.configure_gradient_clipping(opt, gradient_clip_val=1.0)
+    module.on_before_optimizer_step(opt)
     total = torch.sqrt(sum(p.grad.square().sum() for p in module.model.parameters()))
     assert total == pytest.approx(1.0, rel=1e-5)
+    assert "gradient_clip_val" not in run_module._trainer_kwargs(load_config(None, []), module)
 
 
 def test_auto_precision_on_the_cpu(monkeypatch):

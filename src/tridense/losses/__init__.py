@@ -1,6 +1,7 @@
 """Losses: pure functions in :mod:`~tridense.losses.functional`, modules and the multi-task sum in
 :mod:`~tridense.losses.multitask`."""
 
+from tridense.losses import pairwise  # noqa: F401  (registers the extra term "pairwise")
 from tridense.losses.multitask import (
     DepthLoss,
     MultiTaskLoss,
@@ -11,8 +12,10 @@ from tridense.losses.multitask import (
     normals_mask,
     semseg_target,
 )
+from tridense.losses.registry import EXTRA_LOSSES, register_extra_loss
 
 __all__ = [
+    "EXTRA_LOSSES",
     "DepthLoss",
     "MultiTaskLoss",
     "NormalLoss",
@@ -20,5 +23,6 @@ __all__ = [
     "build_task_losses",
     "depth_mask",
     "normals_mask",
+    "register_extra_loss",
     "semseg_target",
 ]

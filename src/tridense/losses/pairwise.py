@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tridense.losses.registry import register_extra_loss
 from tridense.tasks import task_maps
 
 
@@ -60,6 +61,7 @@ def pairwise_loss(
     return torch.stack(losses).mean()
 
 
+@register_extra_loss("pairwise")
 class PairwiseLoss(nn.Module):
     """The pair-wise term of every task, each weighted by ``weight`` (PAP eq. 5: 0.2), named ``pairwise/<task>``."""
 
@@ -75,7 +77,3 @@ class PairwiseLoss(nn.Module):
             pred, target, valid = task_maps(task, outputs, batch)
             terms[f"pairwise/{task}"] = self.weight * pairwise_loss(pred, target, valid, self.pairs)
         return terms
-
-
-#: Extra loss terms a config can name under ``loss.extra`` (their options are keyword arguments).
-EXTRA_LOSSES = {"pairwise": PairwiseLoss}

@@ -1,4 +1,4 @@
-"""The edge where a :class:`Config` becomes objects: model, loss, dataset description."""
+"""The edge where a :class:`Config` becomes objects: model (with the task list), loss, dataset description."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from tridense.data.base import DenseDataset
 from tridense.data.sample import TASKS
 from tridense.errors import ConfigError
 from tridense.losses.multitask import MultiTaskLoss, build_task_losses
+from tridense.losses.registry import EXTRA_LOSSES
 from tridense.models import create_model
-from tridense.training.config import LossConfig, ModelConfig
+from tridense.training.config import Config, LossConfig, ModelConfig
+from tridense.training.defaults import resolve_loss
 
 
 def build_model(cfg: ModelConfig, *, tasks: Sequence[str] | None, num_classes: int | None) -> nn.Module:
@@ -25,18 +27,42 @@ def build_model(cfg: ModelConfig, *, tasks: Sequence[str] | None, num_classes: i
     )
 
 
-def build_loss(cfg: LossConfig, tasks: Sequence[str]) -> MultiTaskLoss:
-    """Task losses, weights, auxiliary stages and the method-specific extra terms of ``cfg.extra``."""
-    from tridense.losses.pairwise import EXTRA_LOSSES
+def build_model_and_tasks(cfg: Config, dataset: DenseDataset) -> tuple[nn.Module, tuple[str, ...]]:
+    """The model of ``cfg`` for ``dataset`` and the tasks to train and evaluate: the one place where the task
+    list is resolved.
 
+    The model is asked for ``model.args.tasks``, else ``data.tasks``, else every task of the dataset; the
+    tasks trained are those the built model predicts (``model.tasks``) that the dataset has.
+    """
+    requested = cfg.model.args.get("tasks") or cfg.data.tasks or list(dataset.tasks)
+    model = build_model(cfg.model, tasks=requested, num_classes=dataset.num_classes)
+    model_tasks = tuple(getattr(model, "tasks", requested))
+    tasks = tuple(t for t in model_tasks if t in dataset.tasks)
+    if not tasks:
+        raise ConfigError(f"the model predicts {list(model_tasks)} but {dataset.name} has only {list(dataset.tasks)}")
+    return model, tasks
+
+
+def build_loss(cfg: LossConfig, tasks: Sequence[str], *, model_name: str) -> MultiTaskLoss:
+    """Task losses, weights, auxiliary stages and the extra terms of ``cfg.extra`` (null ``aux_weights`` and
+    ``extra``: the defaults of model ``model_name``). An extra term that owns parameters is refused: the
+    optimisers are built from the model's parameters, so they would never be updated."""
+    cfg = resolve_loss(cfg, model_name)
     extra = []
-    for name, options in cfg.extra.items():
+    for name, options in (cfg.extra or {}).items():
         if name not in EXTRA_LOSSES:
             raise ConfigError(f"loss.extra.{name}: unknown extra loss; valid: {sorted(EXTRA_LOSSES)}")
         try:
-            extra.append(EXTRA_LOSSES[name](tasks, **(options or {})))
+            term = EXTRA_LOSSES[name](tasks, **(options or {}))
         except TypeError as err:
             raise ConfigError(f"loss.extra.{name}: {err}") from err
+        owned = [n for n, _ in term.named_parameters()]
+        if owned:
+            raise ConfigError(
+                f"loss.extra.{name}: the term owns parameters {owned[:5]}, which no optimiser would update; "
+                "a trainable term belongs in the model (or in a training method with its own optimiser)"
+            )
+        extra.append(term)
     unknown = sorted(set(cfg.weights) - set(TASKS))
     if unknown:
         raise ConfigError(f"loss.weights has unknown tasks {unknown}; valid: {list(TASKS)}")

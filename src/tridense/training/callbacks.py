@@ -34,7 +34,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
 class PanelCallback(L.Callback):
     """After every validation, draw input | prediction | ground truth | error for a few fixed samples.
 
-    The PNG goes to ``<run>/panels/step_<N>.png`` and, with a TensorBoard logger, to the ``panels`` image.
+    The PNG goes to ``<run>/panels/step_<N>.png`` (N: the module's own step count, ``pl_module.step``) and, with
+    a TensorBoard logger, to the ``panels`` image.
     """
 
     def __init__(self, samples: list[dict[str, Any]], out_dir: Path, palette: np.ndarray | None) -> None:
@@ -59,11 +60,12 @@ class PanelCallback(L.Callback):
         width = max(r.shape[1] for r in rows)
         rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
         panel = np.concatenate(rows, axis=0)
-        save_png(self.out_dir / f"step_{trainer.global_step:07d}.png", panel, overwrite=True)
+        step = pl_module.step
+        save_png(self.out_dir / f"step_{step:07d}.png", panel, overwrite=True)
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_image"):
-                experiment.add_image("panels", panel, trainer.global_step, dataformats="HWC")
+                experiment.add_image("panels", panel, step, dataformats="HWC")
 
 
 class FrozenBatchNorm(L.Callback):

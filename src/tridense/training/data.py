@@ -36,8 +36,8 @@ def mix_seed(*words: int) -> int:
 class EpochSampler(Sampler[tuple[int, int]]):
     """Yields ``(index, epoch)`` for this process's share of a (seed, epoch)-determined order.
 
-    The epoch comes from ``epoch_fn`` when given (the training loader derives it from the optimisation
-    step, which a resumed run restores exactly; Lightning's own epoch counter passed to ``set_epoch`` is
+    The epoch comes from ``epoch_fn`` when given (the training loader derives it from the training module's
+    batch count, which a resumed run restores exactly; Lightning's own epoch counter passed to ``set_epoch`` is
     one ahead after resuming from an epoch-end checkpoint), else from ``set_epoch``.
     """
 
@@ -152,8 +152,10 @@ class DenseDataModule(L.LightningDataModule):
         )
         trainer = getattr(self, "trainer", None)
         if train and trainer is not None:
-            steps_per_epoch = max(len(sampler) // batch, 1)
-            sampler.epoch_fn = lambda: trainer.global_step // steps_per_epoch
+            # The module's own batch count (restored exactly on resume; Lightning's global_step counts every
+            # optimiser step, twice per batch for a method with two optimisers).
+            batches_per_epoch = max(len(sampler) // batch, 1)
+            sampler.epoch_fn = lambda: trainer.lightning_module.batches // batches_per_epoch
         workers = self.cfg.num_workers
         return DataLoader(
             SeededDataset(dataset, self.seed),

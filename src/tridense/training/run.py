@@ -3,21 +3,23 @@
 Run folder::
 
     RUN/config.yaml              the resolved config (written once, atomically)
-    RUN/checkpoints/best.ckpt    best by ``checkpoint.monitor``; last.ckpt: the latest epoch end
+    RUN/checkpoints/best.ckpt    best by ``checkpoint.monitor``; last.ckpt: the latest validation (or epoch end)
     RUN/logs/tensorboard/        TensorBoard events;  RUN/logs/csv/metrics.csv: the same as CSV
     RUN/panels/step_*.png        input | prediction | ground truth | error of fixed validation samples
     RUN/metrics/test.json, .md   metrics of the BEST checkpoint on the test split
-    RUN/summary.json             steps, epochs, wall time, device, best score
+    RUN/summary.json             steps and batches (the module's counts), epochs, wall time, device, best score
 
-``--resume RUN`` continues from ``RUN/checkpoints/last.ckpt`` with ``RUN/config.yaml``. Checkpoints are
-written at epoch ends, so a run killed mid-epoch repeats that epoch on resume and, with the same seed and
-deterministic settings, reaches the same result as an uninterrupted run.
+A run is :func:`build_experiment` (data, model, loss, the module of ``method.name``) trained by the Trainer of
+:func:`build_trainer`. ``--resume RUN`` continues from ``RUN/checkpoints/last.ckpt`` with ``RUN/config.yaml``.
+Checkpoints are written at epoch ends, so a run killed mid-epoch repeats that epoch on resume and, with the
+same seed and deterministic settings, reaches the same result as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,16 +28,19 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch import nn
 
 from tridense import __version__
 from tridense.checkpoints import load_weights, read_checkpoint
 from tridense.data.io import atomic_write, write_json
 from tridense.errors import ConfigError
-from tridense.training.build import build_loss, build_model, dataset_info, freeze
+from tridense.losses.multitask import MultiTaskLoss
+from tridense.training.base import MethodModule
+from tridense.training.build import build_loss, build_model_and_tasks, dataset_info, freeze
 from tridense.training.callbacks import FrozenBatchNorm, PanelCallback, SafeCheckpointIO, palette_for
 from tridense.training.config import Config, dump_config, load_config
 from tridense.training.data import DenseDataModule
-from tridense.training.module import DenseModule
+from tridense.training.methods import method_class
 
 RUN_DIR_ENV = "TRIDENSE_RUN_DIR"
 
@@ -112,10 +117,56 @@ def prepare_run(
     return cfg, run_dir, None
 
 
-def _trainer_kwargs(cfg: Config) -> dict[str, Any]:
+@dataclass
+class Experiment:
+    """Everything a run trains: data, model, loss and the method's LightningModule (``build_experiment``)."""
+
+    datamodule: DenseDataModule
+    module: MethodModule
+    model: nn.Module
+    loss: MultiTaskLoss
+    #: Tasks trained and evaluated (those of the model that the dataset has).
+    tasks: tuple[str, ...]
+    #: Names of batch-norm modules left without trainable parameters (``init.freeze``).
+    frozen_bn: list[str]
+    #: What checkpoints keep under ``"tridense"``.
+    info: dict[str, Any]
+
+
+def build_experiment(cfg: Config, *, initialise: bool = True) -> Experiment:
+    """Data, model (initialised from ``init.checkpoint`` when ``initialise``, then frozen), loss, and the
+    module of ``method.name``; the task list is resolved once, by :func:`build_model_and_tasks`."""
+    datamodule = DenseDataModule(cfg.data, seed=cfg.seed, tasks=cfg.data.tasks)
+    train_set = datamodule.dataset(cfg.data.train_split, train=True)
+    model, tasks = build_model_and_tasks(cfg, train_set)
+    if cfg.init.checkpoint and initialise:
+        report = load_weights(model, cfg.init.checkpoint, strict=cfg.init.strict)
+        print(
+            f"initialised {len(report['loaded'])} tensors from {cfg.init.checkpoint} "
+            f"({len(report['missing'])} kept their initialisation, {len(report['skipped'])} skipped)"
+        )
+    frozen_bn = freeze(model, cfg.init.freeze)
+    info = {
+        "version": __version__,
+        "config": cfg.to_dict(),
+        "model_tasks": list(getattr(model, "tasks", tasks)),
+        "tasks": list(tasks),
+        "input_size": list(cfg.data.size) if cfg.data.size else None,
+        **dataset_info(train_set),
+    }
+    loss = build_loss(cfg.loss, tasks, model_name=cfg.model.name)
+    module = method_class(cfg.method.name).from_config(
+        cfg, model=model, loss=loss, tasks=tasks, num_classes=train_set.num_classes, info=info
+    )
+    return Experiment(datamodule, module, model, loss, tasks, frozen_bn, info)
+
+
+def _trainer_kwargs(cfg: Config, module: L.LightningModule) -> dict[str, Any]:
     t = cfg.trainer
     kwargs: dict[str, Any] = {
-        "max_steps": t.max_steps,
+        # A manual-optimisation module counts its steps and stops itself (trainer.global_step counts every
+        # optimizer.step(), e.g. twice per batch with two optimisers); see tridense.training.base.
+        "max_steps": t.max_steps if module.automatic_optimization else -1,
         "max_epochs": t.max_epochs,
         "max_time": t.max_time,
         "accelerator": t.accelerator,
@@ -126,10 +177,11 @@ def _trainer_kwargs(cfg: Config) -> dict[str, Any]:
         "limit_val_batches": t.limit_val_batches,
         "log_every_n_steps": t.log_every_n_steps,
         "deterministic": t.deterministic,
-        "gradient_clip_val": cfg.optim.grad_clip,
         "enable_progress_bar": t.progress_bar,
         "use_distributed_sampler": False,  # EpochSampler shards by rank itself
         "num_sanity_val_steps": 0,
+        # No gradient_clip_val: every method clips before each optimiser step (MethodModule), which also
+        # works under manual optimisation.
     }
     if t.val_every_n_steps:
         kwargs["val_check_interval"] = t.val_every_n_steps
@@ -139,69 +191,34 @@ def _trainer_kwargs(cfg: Config) -> dict[str, Any]:
     return kwargs
 
 
-def train(cfg: Config | None = None, *, overrides: list[str] | None = None, resume: str | Path | None = None) -> Path:
-    """Train, test the best checkpoint and write everything into the run folder; returns the folder."""
-    started = time.time()
-    cfg, run_dir, resume_from = prepare_run(cfg, overrides or [], resume)
-    os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP children re-run the command and must find the same folder
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    datamodule = DenseDataModule(cfg.data, seed=cfg.seed, tasks=cfg.data.tasks)
-    train_set = datamodule.dataset(cfg.data.train_split, train=True)
-    requested = cfg.model.args.get("tasks") or cfg.data.tasks or list(train_set.tasks)
-    model = build_model(cfg.model, tasks=requested, num_classes=train_set.num_classes)
-    model_tasks = tuple(getattr(model, "tasks", requested))
-    tasks = tuple(t for t in model_tasks if t in train_set.tasks)
-    if not tasks:
-        raise ConfigError(
-            f"the model predicts {list(model_tasks)} but {cfg.data.dataset} has only {list(train_set.tasks)}"
-        )
-    if cfg.init.checkpoint and resume_from is None:
-        report = load_weights(model, cfg.init.checkpoint, strict=cfg.init.strict)
-        print(
-            f"initialised {len(report['loaded'])} tensors from {cfg.init.checkpoint} "
-            f"({len(report['missing'])} kept their initialisation, {len(report['skipped'])} skipped)"
-        )
-    frozen_bn = freeze(model, cfg.init.freeze)
-
-    info = {
-        "version": __version__,
-        "config": cfg.to_dict(),
-        "model_tasks": list(model_tasks),
-        "tasks": list(tasks),
-        "input_size": list(cfg.data.size) if cfg.data.size else None,
-        **dataset_info(train_set),
-    }
-    module = DenseModule(
-        model,
-        build_loss(cfg.loss, tasks),
-        tasks=tasks,
-        num_classes=train_set.num_classes,
-        optim=cfg.optim,
-        evaluation=cfg.eval,
-        info=info,
-        seed=cfg.seed,
-    )
-
+def build_trainer(
+    cfg: Config, experiment: Experiment, run_dir: Path
+) -> tuple[L.Trainer, ModelCheckpoint, ModelCheckpoint]:
+    """The Trainer of a run, writing into ``run_dir`` (loggers, panels, progress bar), and its callbacks that
+    write ``checkpoints/best.ckpt`` and ``checkpoints/last.ckpt``."""
     checkpoint_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
         monitor=cfg.checkpoint.monitor,
         mode=cfg.checkpoint.mode,
         save_top_k=1,
-        save_last=True,
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
-    callbacks: list[L.Callback] = [checkpoint_cb]
+    # last.ckpt at every validation / epoch end. (Lightning's save_last=True writes it only when the monitored
+    # metric improved, so it was the best checkpoint, not the latest, and a resume went back to it.)
+    last_cb = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
+    )
+    callbacks: list[L.Callback] = [checkpoint_cb, last_cb]
     if cfg.trainer.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
-    if frozen_bn:
-        callbacks.append(FrozenBatchNorm(frozen_bn))
+    if experiment.frozen_bn:
+        callbacks.append(FrozenBatchNorm(experiment.frozen_bn))
     if cfg.eval.panel_samples > 0:
-        val_set = datamodule.dataset(cfg.data.val_split, train=False)
+        val_set = experiment.datamodule.dataset(cfg.data.val_split, train=False)
         samples = [val_set[i] for i in range(min(cfg.eval.panel_samples, len(val_set)))]
-        palette = palette_for(train_set.num_classes, info.get("nyu40_ids"))
+        palette = palette_for(experiment.info["num_classes"], experiment.info.get("nyu40_ids"))
         callbacks.append(PanelCallback(samples, run_dir / "panels", palette))
     loggers = [
         TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False),
@@ -212,20 +229,34 @@ def train(cfg: Config | None = None, *, overrides: list[str] | None = None, resu
         logger=loggers,
         plugins=[SafeCheckpointIO()],
         default_root_dir=run_dir,
-        **_trainer_kwargs(cfg),
+        **_trainer_kwargs(cfg, experiment.module),
     )
+    return trainer, checkpoint_cb, last_cb
+
+
+def train(cfg: Config | None = None, *, overrides: list[str] | None = None, resume: str | Path | None = None) -> Path:
+    """Train, test the best checkpoint and write everything into the run folder; returns the folder."""
+    started = time.time()
+    cfg, run_dir, resume_from = prepare_run(cfg, overrides or [], resume)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP children re-run the command and must find the same folder
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    experiment = build_experiment(cfg, initialise=resume_from is None)
+    trainer, checkpoint_cb, last_cb = build_trainer(cfg, experiment, run_dir)
+    module, datamodule = experiment.module, experiment.datamodule
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
 
-    best = checkpoint_cb.best_model_path or checkpoint_cb.last_model_path
+    best = checkpoint_cb.best_model_path or last_cb.best_model_path
     if not best:
         raise ConfigError("training ended before any checkpoint was written (max_steps / max_time too small?)")
+    steps, batches = module.step, module.batches  # testing the best checkpoint restores its counters
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     if trainer.is_global_zero:
         write_results(
             run_dir, module.test_results, checkpoint=best, split=cfg.data.test_split, protocol=cfg.eval.protocol
         )
         summary = {
-            "steps": trainer.global_step,
+            "steps": steps,
+            "batches": batches,
             "epochs": trainer.current_epoch,
             "seconds": round(time.time() - started, 1),
             "best_checkpoint": str(best),
