@@ -150,8 +150,14 @@ class ToyGAN(DenseModule):
         self.clipped.append((index, float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))))
 
 
+class ToyGeneratorOptions(BaseModel):
+    """The toy generator takes no ``model.args``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 if "toy_generator" not in list_models():
-    register_model(toy_generator)
+    register_model(options=ToyGeneratorOptions)(toy_generator)
 if "toy_gan" not in METHODS:
     register_method("toy_gan", options=ToyGANOptions)(ToyGAN)
 
