@@ -1,0 +1,71 @@
+"""What ``tridense info`` lists, without importing torch: models, datasets and depth crops.
+
+A static copy of the registries (``tridense.models.registry``, ``tridense.data.registry``,
+``tridense.metrics.functional.CROPS``) so that ``tridense info`` answers at once instead of after the
+seconds that importing torch and timm take. ``tests/test_catalog.py`` fails when a registry and this copy
+differ; regenerate the copy with ``python -m tridense.catalog > src/tridense/catalog.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODELS: dict[str, str] = {
+    "cross_stitch": "Baseline of PAP's Table 2: cross-stitch units in place of the affinity propagation.",
+    "cspn": "Baseline of PAP's Table 2: convolutional spatial propagation (local) in place of PAP's.",
+    "mtl_baseline": "Multi-task baseline: shared encoder, one FPN decoder + head per task (depth, normals, semseg).",
+    "pap": "PAP network (affinity at 1/8, cross-task + task-specific propagation, reconstruction); any encoder.",
+    "pap_resnet18": "PAP with a ResNet-18 encoder (the paper's ablation backbone).",
+    "pap_resnet50": "PAP with a ResNet-50 encoder (the paper's comparison backbone).",
+    "pap_vgg16_bn": "PAP with a VGG-16-BN encoder (the paper's surface-normal comparison).",
+    "single_depth": "Single-task depth network (encoder + FPN decoder).",
+    "single_normals": "Single-task surface normal network (encoder + FPN decoder).",
+    "single_semseg": "Single-task semantic segmentation network (encoder + FPN decoder).",
+}
+
+DATASETS: dict[str, str] = {
+    "folder": "the folder format of `tridense render`",
+    "kitti": "KITTI depth with Eigen split file lists",
+    "nyuv2_folder": "NYUD-v2 simple folder (nyu-mini)",
+    "nyuv2_labeled": "NYUD-v2 nyu_depth_v2_labeled.mat + splits.mat (795/654)",
+    "nyuv2_mtan": "NYUD-v2 288x384 .npy release (MTAN)",
+    "nyuv2_multitask": "NYUD-v2 extracted multi-task layout (images/, depth/, ...)",
+    "nyuv2_raw": "NYUD-v2 raw sync frames with a file list",
+    "stanford2d3ds": "Stanford 2D-3D-S area_N/data folders, folds 1-3",
+    "sunrgbd": "SUN RGB-D official per-frame folders",
+    "synthetic": "procedural indoor rooms with exact ground truth (embedded default)",
+}
+
+CROPS: dict[str, str] = {
+    "eigen_nyu": "NYU Depth V2 Eigen crop: rows 45:471, cols 41:601 at 480x640, scaled proportionally",
+    "garg": "KITTI Garg crop: rows 0.40810811H:0.99189189H, cols 0.03594771W:0.96405229W",
+    "eigen_kitti": "KITTI Eigen crop: rows 0.3324324H:0.91351351H, cols 0.0359477W:0.96405229W",
+}
+
+
+def registered() -> dict[str, dict[str, str]]:
+    """The same tables read from the registries themselves (imports torch, timm)."""
+    from tridense.data.registry import DATASETS as SPECS
+    from tridense.metrics.functional import CROPS as CROP_SPECS
+    from tridense.models.registry import describe_model, list_models
+
+    return {
+        "MODELS": {name: describe_model(name) for name in list_models()},
+        "DATASETS": {name: SPECS[name].description for name in sorted(SPECS)},
+        "CROPS": {name: crop.description for name, crop in CROP_SPECS.items()},
+    }
+
+
+def source() -> str:
+    """This module's source with the tables of :func:`registered`."""
+    text = Path(__file__).read_text()
+    start, end = text.index("MODELS: dict"), text.index("\n\ndef registered")
+    blocks = []
+    for name, table in registered().items():
+        rows = "".join(f"    {key!r}: {value!r},\n" for key, value in table.items())
+        blocks.append(f"{name}: dict[str, str] = {{\n{rows}}}")
+    return text[:start] + "\n\n".join(blocks) + text[end:]
+
+
+if __name__ == "__main__":
+    print(source(), end="")
