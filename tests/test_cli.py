@@ -81,7 +81,7 @@ def test_predict_on_a_real_nyu_image_then_export(
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     out = tmp_path / "pred"
     code = main(["predict", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"), str(image), str(broken),
-                 "--out", str(out)])  # fmt: skip
+                 "--out", str(out), "--output-size", "input"])  # fmt: skip
     assert code == 1  # one input failed: reported, skipped, non-zero exit
     err = capsys.readouterr().err
     assert "broken.png" in err
@@ -111,7 +111,7 @@ def test_predict_on_a_real_nyu_image_then_export(
     assert main(["export", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"), "--out", str(package)]) == 0
     assert (package / "model.safetensors").is_file() and (package / "config.yaml").is_file()
     out2 = tmp_path / "pred2"
-    assert main(["predict", "--checkpoint", str(package), str(image), "--out", str(out2)]) == 0
+    assert main(["predict", "--checkpoint", str(package), str(image), "--out", str(out2), "--output-size", "input"]) == 0
     np.testing.assert_allclose(np.load(out2 / f"{stem}_depth.npy"), depth, rtol=1e-4, atol=1e-5)
 
 

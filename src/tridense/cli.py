@@ -122,12 +122,21 @@ def configure_output(verbose: bool) -> None:
 
     if verbose:
         return
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+    # Lightning sets its package logger's level when imported, so the loggers that emit are quietened.
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.callbacks.model_summary",
+        "lightning.pytorch.accelerators.cuda",
+        "lightning.pytorch.trainer.connectors.checkpoint_connector",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")  # DDP children
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty.*")  # on resume
     warnings.filterwarnings("ignore", message=r".*(litlogger|litmodels|LitLogger).*")
 
 

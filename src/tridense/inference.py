@@ -112,14 +112,17 @@ def intrinsics_for(info: Mapping[str, Any], size: tuple[int, int]) -> np.ndarray
     return K.astype(np.float32)
 
 
-def working_size(info: Mapping[str, Any], image_size: tuple[int, int], multiple: int = 32) -> tuple[int, int] | None:
+def working_size(info: Mapping[str, Any], image_size: tuple[int, int], multiple: int = 16) -> tuple[int, int] | None:
     """The model input size for an image: the training size's pixel count at the image's aspect ratio,
-    each side a multiple of ``multiple`` (a 4:3 photo at a 96x128-trained model: 96x128, whatever its
-    resolution; a 375x1242 KITTI frame: 64x192)."""
+    each side a multiple of ``multiple``; an image within 10 % of the training aspect gets the training size
+    (a 4:3 photo at a 96x128-trained model: 96x128, whatever its resolution; a 375x1242 KITTI frame:
+    64x208)."""
     train = model_input_size(info)
     if train is None:
         return None
     h, w = image_size
+    if abs((h / w) / (train[0] / train[1]) - 1) < 0.1:  # (nearly) the training aspect: the training size
+        return tuple(train)
     area = train[0] * train[1]
     height = (area * h / w) ** 0.5  # keeps h / w and the area
     rows = max(multiple, round(height / multiple) * multiple)

@@ -10,7 +10,7 @@ For an input ``NAME.jpg`` the outputs in ``--out`` are::
     NAME_points.ply       coloured point cloud from the depth and the given or assumed intrinsics
 
 The model sees each image at a working size (the training size's pixel count at the image's aspect ratio,
-sides multiples of 32) and the maps are written at ``output_size``: ``native`` (the prediction's own
+sides multiples of 16) and the maps are written at ``output_size``: ``native`` (the prediction's own
 resolution, default), ``input`` (the image's) or (H, W); the point cloud stays at the prediction's
 resolution unless ``point_cloud_at_output_size``. A 4000x3000 photo thus gives 96x128 maps by default, not
 375 MB of upsampled arrays. Unreadable inputs are reported and skipped; existing outputs are never replaced
@@ -141,7 +141,7 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 (H, W, 3) resized to ``size`` (h, w) (area-averaged when shrinking)."""
     if tuple(rgb.shape[:2]) == tuple(size):
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=2.0))
+    return np.array(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=2.0))
 
 
 def parse_intrinsics(text: str | None) -> tuple[float, float, float, float] | None:

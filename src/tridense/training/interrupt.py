@@ -96,7 +96,7 @@ class InterruptCheckpoint(L.Callback):
         if trainer.state.fn != "fit" or trainer.sanity_checking:
             return
         self.step = trainer.global_step
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self.saved = self.path
 
 
@@ -176,7 +176,7 @@ class RunAnnouncer(L.Callback):
     when the time limit ended training before ``max_steps``."""
 
     def __init__(self, run_dir: Path, max_time: str | None, max_steps: int, log: Any = print) -> None:
-        self.run_dir, self.max_time, self.max_steps, self.log = Path(run_dir), max_time, max_steps, log
+        self.run_dir, self.max_time, self.max_steps, self.say = Path(run_dir), max_time, max_steps, log
 
     def _timer(self, trainer: L.Trainer) -> Timer | None:
         return next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
@@ -184,8 +184,8 @@ class RunAnnouncer(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        self.log(f"run folder: {self.run_dir}")
-        self.log(f"TensorBoard: tensorboard --logdir {self.run_dir / 'logs' / 'tensorboard'}")
+        self.say(f"run folder: {self.run_dir}")
+        self.say(f"TensorBoard: tensorboard --logdir {self.run_dir / 'logs' / 'tensorboard'}")
         timer = self._timer(trainer)
         if timer is not None and self.max_time:
             spent = timer.time_elapsed("train")
@@ -193,19 +193,23 @@ class RunAnnouncer(L.Callback):
             text = f"time limit: trainer.max_time={self.max_time}, in total over all invocations of this run"
             if trainer.global_step > 0:
                 text += f" ({format_seconds(spent)} spent, {format_seconds(max(remaining, 0.0))} left)"
-            self.log(text)
+            self.say(text)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        timer = self._timer(trainer)
-        if not trainer.is_global_zero or timer is None or not self.max_time:
+        if not trainer.is_global_zero:
             return
-        remaining = timer.time_remaining("train")
-        if remaining is not None and remaining <= 0 and self.max_steps > 0 and trainer.global_step < self.max_steps:
-            self.log(
-                f"stopped by the time limit trainer.max_time={self.max_time} (a total over all invocations of "
-                f"the run) at step {trainer.global_step} of {self.max_steps}; to train on, resume with a larger "
-                f"limit: tridense train --resume {self.run_dir} trainer.max_time=DD:HH:MM:SS"
-            )
+        timer = self._timer(trainer)
+        remaining = timer.time_remaining("train") if timer is not None and self.max_time else None
+        time_up = remaining is not None and remaining <= 0
+        if not time_up or 0 < self.max_steps <= trainer.global_step:
+            self.say(f"training ended at step {trainer.global_step}; testing the best checkpoint")
+            return
+        of = f" of {self.max_steps}" if self.max_steps > 0 else ""
+        self.say(
+            f"stopped by the time limit trainer.max_time={self.max_time} (a total over all invocations of the "
+            f"run) at step {trainer.global_step}{of}; to train on, resume with a larger limit: "
+            f"tridense train --resume {self.run_dir} trainer.max_time=DD:HH:MM:SS"
+        )
 
 
 def finished_checkpoint(run_dir: Path) -> Path | None:

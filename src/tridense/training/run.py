@@ -239,7 +239,7 @@ def train(
         val_set = datamodule.dataset(cfg.data.val_split, train=False)
         samples = [val_set[i] for i in range(min(cfg.eval.panel_samples, len(val_set)))]
         palette = palette_for(train_set.num_classes, info.get("nyu40_ids"))
-        callbacks.append(PanelCallback(samples, run_dir / "panels", palette))
+        callbacks.append(PanelCallback(samples, run_dir / "panels", palette, info.get("class_names")))
     resume_step = read_checkpoint(resume_from).get("global_step", 0) if resume_from is not None else None
     tb_continue = {"purge_step": resume_step + 1} if resume_step is not None else {}  # drop events logged after it
     loggers = [
