@@ -3,7 +3,8 @@
 A static copy of the registries (``tridense.models.registry``, ``tridense.data.registry``,
 ``tridense.metrics.functional.CROPS``) so that ``tridense info`` answers at once instead of after the
 seconds that importing torch and timm take. ``tests/test_catalog.py`` fails when a registry and this copy
-differ; regenerate the copy with ``python -m tridense.catalog > src/tridense/catalog.py``.
+differ; regenerate the copy with ``python -m tridense.catalog > src/tridense/catalog.py`` (then
+``ruff format`` it).
 """
 
 from __future__ import annotations

@@ -424,15 +424,23 @@ def prediction_panel(
     labels: np.ndarray | None = None,
     palette: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
+    min_height: int = 192,
 ) -> np.ndarray:
     """The picture of one prediction: titled tiles input | depth with a colour bar in metres | normals with
     the colour key | segmentation with a legend of the classes present.
 
     Tiles sit side by side, or in one column when the image is more than twice as wide as high (a KITTI
-    frame), so the panel stays readable. All maps are (H, W) / (H, W, 3) at the image's size.
+    frame), so the panel stays readable; maps lower than ``min_height`` are enlarged by an integer factor
+    (nearest neighbour). All maps are (H, W) / (H, W, 3) ids or values at the image's size.
     """
     font = _font()
     rgb = image_to_rgb(image)
+    scale = max(1, -(-min_height // rgb.shape[0]))  # small predictions are enlarged (nearest) to be seen
+    if scale > 1:
+        rgb, depth, normals, labels = (
+            None if a is None else np.repeat(np.repeat(_numpy(a), scale, axis=0), scale, axis=1)
+            for a in (rgb, depth, normals, labels)
+        )
     h = rgb.shape[0]
     tiles = [_with_title(rgb, "input", font)]
     if depth is not None:
