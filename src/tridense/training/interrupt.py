@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import re
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,31 +74,67 @@ def format_seconds(seconds: float) -> str:
 # Ctrl-C and SIGTERM
 # --------------------------------------------------------------------------------------------------
 class InterruptCheckpoint(L.Callback):
-    """On Ctrl-C or SIGTERM during ``fit``, save the current step to ``path`` (``checkpoints/last.ckpt``).
+    """Ctrl-C or SIGTERM during ``fit``: save the current step to ``path`` (``checkpoints/last.ckpt``), stop.
 
-    Lightning stops at a step boundary on SIGTERM; on Ctrl-C the step in progress is dropped (its batch is
-    trained again on resume). The saved checkpoint carries the sampler's position (see
-    :class:`tridense.training.data.StepResumableLoader`), so the resumed run continues where it stopped.
+    The first Ctrl-C is noted and acted on when the training step in progress ends (a step cut in half
+    would leave batch-norm statistics updated by a batch the resumed run trains again); a second Ctrl-C
+    stops at once, saving nothing. Lightning handles SIGTERM at a step boundary itself. The checkpoint
+    carries the sampler's position (see :class:`tridense.training.data.StepResumableLoader`), so the
+    resumed run continues exactly where this one stopped.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, log: Any = print) -> None:
         self.path = Path(path)
+        self.say = log
         self.signum: int | None = None
         self.saved: Path | None = None
         self.step = 0
+        self.requested = False
+        self._previous: Any = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.requested:  # the second Ctrl-C: stop now
+            self._restore()
+            raise KeyboardInterrupt
+        self.requested = True
+        self.say("Ctrl-C: saving a checkpoint when this step ends (Ctrl-C again to stop at once, unsaved)")
+
+    def _restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _stop_if_requested(self, trainer: L.Trainer) -> None:
+        if self.requested and self.saved is None:
+            self.signum, self.step = signal.SIGINT, trainer.global_step
+            trainer.save_checkpoint(self.path, weights_only=False)
+            self.saved = self.path
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._stop_if_requested(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._stop_if_requested(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore()
         if isinstance(exception, KeyboardInterrupt):
-            self.signum = signal.SIGINT
-        elif isinstance(exception, SIGTERMException):
-            self.signum = signal.SIGTERM
-        else:
-            return
-        if trainer.state.fn != "fit" or trainer.sanity_checking:
-            return
-        self.step = trainer.global_step
-        trainer.save_checkpoint(self.path, weights_only=False)
-        self.saved = self.path
+            self.signum = signal.SIGINT  # saved already at a step end, or the second Ctrl-C: nothing saved
+        elif isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.signum, self.step = signal.SIGTERM, trainer.global_step
+            trainer.save_checkpoint(self.path, weights_only=False)
+            self.saved = self.path
 
 
 @contextmanager
@@ -112,7 +149,7 @@ def interrupted_as_error(callback: InterruptCheckpoint, run_dir: Path) -> Iterat
         if callback.saved is not None:
             where = f"saved step {callback.step} to {callback.saved}"
         else:
-            where = "before the first training step, nothing to save"
+            where = "stopped at once, nothing saved (the last checkpoint, if any, is kept)"
         raise TrainingInterrupted(
             f"interrupted by {name}: {where}; resume with: tridense train --resume {run_dir}", callback.signum
         ) from err
