@@ -172,6 +172,7 @@ def colorbar(
     """A vertical colour bar (vmax at the top, vmin at the bottom) with tick labels and the unit ``label``
     above it, as uint8 (height, w, 3) on white."""
     font = _font()
+    ticks = max(2, min(ticks, (height - 30) // 12 + 1))  # labels 12 pixels apart at least
     labels = [f"{v:.3g}" for v in np.linspace(vmax, vmin, ticks)]
     text_w = max(int(font.getlength(t)) for t in [*labels, label]) + 6
     strip = Image.new("RGB", (bar_width + 6 + text_w, height), (255, 255, 255))
