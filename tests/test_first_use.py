@@ -155,3 +155,24 @@ def test_render_writes_files_with_the_usual_mode_and_a_progress_bar(
     ]
     meta = json.loads((tmp_path / "r" / "meta.json").read_text())
     assert meta["classes"]
+
+
+def test_every_option_of_every_command_is_described() -> None:
+    import argparse
+
+    from tridense.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    undescribed = [
+        f"{p.prog} {a.option_strings or a.dest}"
+        for p in parsers(build_parser())
+        for a in p._actions
+        if not isinstance(a, argparse._SubParsersAction) and not a.help
+    ]
+    assert not undescribed
