@@ -221,7 +221,9 @@ def test_resuming_a_finished_run_says_so_and_offers_retest(run_dir: Path, capsys
     err = capsys.readouterr().err
     assert "finished" in err and "--retest" in err
     assert test_json.read_text() == before
+    log = (run_dir / "logs" / "csv" / "metrics.csv").read_text().splitlines()
     assert main(["train", "--resume", str(run_dir), "--retest"]) == 0
+    assert (run_dir / "logs" / "csv" / "metrics.csv").read_text().splitlines()[: len(log)][1:] == log[1:]
     again, first = json.loads(test_json.read_text())["results"], json.loads(before)["results"]
     assert again["depth"]["abs_rel"] == pytest.approx(first["depth"]["abs_rel"], rel=1e-5)  # the same checkpoint
     assert (run_dir / "summary.json").read_text() == summary  # the training summary is kept

@@ -240,7 +240,8 @@ def train(
         samples = [val_set[i] for i in range(min(cfg.eval.panel_samples, len(val_set)))]
         palette = palette_for(train_set.num_classes, info.get("nyu40_ids"))
         callbacks.append(PanelCallback(samples, run_dir / "panels", palette, info.get("class_names")))
-    resume_step = read_checkpoint(resume_from).get("global_step", 0) if resume_from is not None else None
+    resuming = resume_from is not None and not retest
+    resume_step = read_checkpoint(resume_from).get("global_step", 0) if resuming else None  # logs continue from it
     tb_continue = {"purge_step": resume_step + 1} if resume_step is not None else {}  # drop events logged after it
     loggers = [
         TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False, **tb_continue),
