@@ -383,6 +383,7 @@ def cmd_analyze_pairs(args: argparse.Namespace) -> int:
         normal_dissimilar_deg=args.normal_dissimilar,
         limit=args.limit,
         dataset_args=_dataset_args(args.set, args.dataset),
+        progress=_progress(0, "pairs"),
     )
     print(format_pairs_table(result))
     if args.json:

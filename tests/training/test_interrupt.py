@@ -137,3 +137,26 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a metrics.csv without their empty cells (the column order changes when keys are added)."""
     with path.open(newline="") as handle:
         return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_and_exits_143(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tridense", "train", *TINY, "trainer.max_steps=400", f"run_dir={run}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    first = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    assert "interrupted by SIGTERM: saved step" in err and f"--resume {run}" in err
+    assert read_checkpoint(first)["global_step"] >= 4
