@@ -197,7 +197,7 @@ def test_predict_works_at_a_working_size_with_legends_and_one_note(
 
 
 def test_evaluate_counts_what_it_evaluates_and_checks_outputs_first(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    run_dir: Path, tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture
 ) -> None:
     checkpoint = str(run_dir / "checkpoints" / "best.ckpt")
     args = ["evaluate", "--checkpoint", checkpoint, "--dataset", "synthetic", "--set", "length=5", "size=[32,48]"]
@@ -206,6 +206,10 @@ def test_evaluate_counts_what_it_evaluates_and_checks_outputs_first(
     assert "on 2 of 5 samples" in captured.out
     assert "evaluate" in captured.err and "2/2" in captured.err  # the progress bar
     assert "synthetic rooms" not in captured.err  # synthetic model on synthetic data: no note
+    real = ["evaluate", "--checkpoint", checkpoint, "--dataset", "nyuv2_folder", "--root",
+            str(shared_data / "nyu-mini"), "--limit", "1"]  # fmt: skip
+    assert main(real) == 0
+    assert capsys.readouterr().err.count("trained only on synthetic rooms") == 1  # real images: said once
     existing = tmp_path / "saved"
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")
