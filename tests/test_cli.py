@@ -81,7 +81,7 @@ def test_predict_on_a_real_nyu_image_then_export(
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     out = tmp_path / "pred"
     code = main(["predict", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"), str(image), str(broken),
-                 "--out", str(out)])  # fmt: skip
+                 "--out", str(out), "--output-size", "input"])  # fmt: skip
     assert code == 1  # one input failed: reported, skipped, non-zero exit
     err = capsys.readouterr().err
     assert "broken.png" in err
@@ -111,7 +111,8 @@ def test_predict_on_a_real_nyu_image_then_export(
     assert main(["export", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"), "--out", str(package)]) == 0
     assert (package / "model.safetensors").is_file() and (package / "config.yaml").is_file()
     out2 = tmp_path / "pred2"
-    assert main(["predict", "--checkpoint", str(package), str(image), "--out", str(out2)]) == 0
+    args = ["predict", "--checkpoint", str(package), str(image), "--out", str(out2), "--output-size", "input"]
+    assert main(args) == 0
     np.testing.assert_allclose(np.load(out2 / f"{stem}_depth.npy"), depth, rtol=1e-4, atol=1e-5)
 
 
@@ -152,3 +153,81 @@ def test_info_lists_models_and_dataset_layouts(capsys: pytest.CaptureFixture) ->
         assert name in printed
     assert main(["info", "--dataset", "nyuv2_labeled"]) == 0
     assert "nyu_depth_v2_labeled.mat" in capsys.readouterr().out
+
+
+def test_predict_works_at_a_working_size_with_legends_and_one_note(
+    run_dir: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Real photos: one note about the synthetic-only model, maps at the prediction's size by default, class
+    names in predictions.json, a progress count, and a KITTI frame's panel stacked instead of a long strip."""
+    nyu = sorted((shared_data / "nyu-mini" / "rgb").iterdir())[:2]
+    kitti = sorted((shared_data / "kitti-mini" / "rgb").iterdir())[0]
+    out = tmp_path / "pred"
+    code = main(["predict", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"), *map(str, nyu), str(kitti),
+                 "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.count("trained only on synthetic rooms") == 1
+    assert "predict" in err and "3/3" in err  # progress bar with the count
+    summary = json.loads((out / "predictions.json").read_text())
+    assert summary["classes"][:2] == ["wall", "floor"]
+    # A 480x640 photo from a 32x48-trained model: the maps stay at the prediction's resolution.
+    first = summary["images"][str(nyu[0])]
+    assert first["input_size"] == [480, 640] and first["output_size"] == first["prediction_size"]
+    assert np.load(out / f"{nyu[0].stem}_depth.npy").shape == tuple(first["prediction_size"])
+    h, w = first["prediction_size"]
+    assert h * w <= 2 * 32 * 48
+    # The KITTI frame (about 1:3.3) keeps its aspect, and its panel stacks the tiles in a column.
+    wide = summary["images"][str(kitti)]
+    ph, pw = wide["prediction_size"]
+    assert pw / ph > 2.5
+    panel = np.asarray(Image.open(out / f"{kitti.stem}_panel.png"))
+    tile_width = pw * -(-192 // ph)  # enlarged to 192 rows at least
+    assert panel.shape[0] > 4 * 192 and panel.shape[1] < 1.5 * tile_width  # 4 tiles in a column
+    square = np.asarray(Image.open(out / f"{nyu[0].stem}_panel.png"))
+    assert square.shape[1] > 4 * square.shape[0] / 1.5  # side by side, with the colour bar, key and legend
+    assert square.shape[0] >= 192  # a small prediction is enlarged to be seen
+    # --output-size WxH writes at that size; the point cloud stays at the prediction's resolution.
+    out2 = tmp_path / "pred2"
+    assert main(["predict", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"), str(nyu[0]),
+                 "--out", str(out2), "--output-size", "160x120"]) == 0  # fmt: skip
+    assert np.load(out2 / f"{nyu[0].stem}_depth.npy").shape == (120, 160)
+    header = (out2 / f"{nyu[0].stem}_points.ply").read_bytes().split(b"end_header")[0].decode()
+    assert f"element vertex {h * w}" in header
+
+
+def test_evaluate_counts_what_it_evaluates_and_checks_outputs_first(
+    run_dir: Path, tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoint = str(run_dir / "checkpoints" / "best.ckpt")
+    args = ["evaluate", "--checkpoint", checkpoint, "--dataset", "synthetic", "--set", "length=5", "size=[32,48]"]
+    assert main([*args, "--limit", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "on 2 of 5 samples" in captured.out
+    assert "evaluate" in captured.err and "2/2" in captured.err  # the progress bar
+    assert "synthetic rooms" not in captured.err  # synthetic model on synthetic data: no note
+    real = ["evaluate", "--checkpoint", checkpoint, "--dataset", "nyuv2_folder", "--root",
+            str(shared_data / "nyu-mini"), "--limit", "1"]  # fmt: skip
+    assert main(real) == 0
+    assert capsys.readouterr().err.count("trained only on synthetic rooms") == 1  # real images: said once
+    existing = tmp_path / "saved"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    assert main([*args, "--save", str(existing)]) == 2  # refused before loading anything
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_resuming_a_finished_run_says_so_and_offers_retest(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    test_json = run_dir / "metrics" / "test.json"
+    before = test_json.read_text()
+    summary = (run_dir / "summary.json").read_text()
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "finished" in err and "--retest" in err
+    assert test_json.read_text() == before
+    log = (run_dir / "logs" / "csv" / "metrics.csv").read_text().splitlines()
+    assert main(["train", "--resume", str(run_dir), "--retest"]) == 0
+    assert (run_dir / "logs" / "csv" / "metrics.csv").read_text().splitlines()[: len(log)][1:] == log[1:]
+    again, first = json.loads(test_json.read_text())["results"], json.loads(before)["results"]
+    assert again["depth"]["abs_rel"] == pytest.approx(first["depth"]["abs_rel"], rel=1e-5)  # the same checkpoint
+    assert (run_dir / "summary.json").read_text() == summary  # the training summary is kept

@@ -68,8 +68,11 @@ def test_training_records_its_protocol(checkpoint: Path) -> None:
 
 
 def test_protocol_errors_are_clear(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["evaluate", *DATA, "--checkpoint", str(checkpoint), "--protocol", "nyu"]) == 2
-    assert "unknown evaluation protocol 'nyu'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # argparse: one line naming the valid protocols, status 2
+        main(["evaluate", *DATA, "--checkpoint", str(checkpoint), "--protocol", "nyu"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'nyu'" in err and "'eigen-nyu'" in err and len(err.strip().splitlines()) == 1
     assert main(["evaluate", *DATA, "--checkpoint", str(checkpoint), "--protocol", "eigen-nyu", "--crop", "garg"]) == 2
     assert "--crop" in capsys.readouterr().err
     assert main(["evaluate", *DATA]) == 2  # neither --checkpoint nor --predictions

@@ -42,6 +42,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Weights of a ``.safetensors`` file; a truncated or corrupt file is a DataError naming it."""
+    try:
+        return load_file(path)
+    except Exception as err:  # SafetensorError (truncated header or data), OSError
+        raise DataError(f"not a readable safetensors file ({type(err).__name__}: {err})", path) from err
+
+
 def model_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The model's weights in a training checkpoint (the LightningModule keeps the model as ``model.``)."""
     return {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
@@ -56,6 +64,21 @@ def _build(info: dict[str, Any]) -> nn.Module:
     return build_model(cfg.model, tasks=info.get("model_tasks"), num_classes=info.get("num_classes"))
 
 
+def _read_package_description(path: Path) -> dict[str, Any]:
+    """``meta.json`` and ``config.yaml`` of an exported package; broken files are a DataError naming them."""
+    try:
+        info = json.loads((path / "meta.json").read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"invalid JSON ({err})", path / "meta.json") from err
+    try:
+        info["config"] = yaml.safe_load((path / "config.yaml").read_text())
+    except yaml.YAMLError as err:
+        raise DataError(f"invalid YAML ({err})", path / "config.yaml") from err
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise DataError("meta.json and config.yaml must each hold a mapping", path)
+    return info
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A model and its description from a training checkpoint (``.ckpt``) or an exported package folder."""
     path = Path(path)
@@ -63,9 +86,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         missing = [f for f in PACKAGE_FILES if not (path / f).is_file()]
         if missing:
             raise DataError(f"not an exported package: missing {missing} (expected {list(PACKAGE_FILES)})", path)
-        info = json.loads((path / "meta.json").read_text())
-        info["config"] = yaml.safe_load((path / "config.yaml").read_text())
-        state = load_file(path / "model.safetensors")
+        info = _read_package_description(path)
+        state = _read_safetensors(path / "model.safetensors")
     elif path.suffix == ".safetensors":
         return load_model(path.parent)
     else:
@@ -93,7 +115,7 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False) ->
         file = path / "model.safetensors" if path.is_dir() else path
         if not file.is_file():
             raise DataError("no model.safetensors in the package", file)
-        state = load_file(file)
+        state = _read_safetensors(file)
     else:
         state = model_state(read_checkpoint(path))
     own = model.state_dict()

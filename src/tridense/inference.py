@@ -59,16 +59,29 @@ def predict_batch(
                 outputs[task] = torch.log((outputs[task].softmax(1) + mirrored[task].softmax(1)) / 2 + 1e-12)
             else:
                 outputs[task] = (outputs[task] + mirrored[task]) / 2
-    size = out_size or tuple(image.shape[-2:])
+    return resize_outputs(outputs, out_size or tuple(image.shape[-2:]))
+
+
+def resize_outputs(outputs: Mapping[str, torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Task outputs (B, C, h, w) resized to ``size`` (bilinear; normals renormalised, depth kept positive)."""
     resized = {}
     for task, x in outputs.items():
-        x = upsample_to(x, size)
+        x = upsample_to(x, tuple(size))
         if task == "normals":
             x = unit_vectors(x)
         if task == "depth":
             x = x.clamp_min(1e-6)
         resized[task] = x
     return resized
+
+
+def scale_intrinsics(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """Intrinsics of an image of ``from_size`` (H, W) for the same view resampled to ``to_size``."""
+    K = np.array(K, dtype=np.float64)
+    sy, sx = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
+    K[0, 2], K[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
+    return K.astype(np.float32)
 
 
 def model_input_size(info: Mapping[str, Any], override: tuple[int, int] | None = None) -> tuple[int, int] | None:
@@ -92,3 +105,35 @@ def intrinsics_for(info: Mapping[str, Any], size: tuple[int, int]) -> np.ndarray
     K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
     K[0, 2], K[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
     return K.astype(np.float32)
+
+
+def working_size(info: Mapping[str, Any], image_size: tuple[int, int], multiple: int = 16) -> tuple[int, int] | None:
+    """The model input size for an image: the training size's pixel count at the image's aspect ratio,
+    each side a multiple of ``multiple``; an image within 10 % of the training aspect gets the training size
+    (a 4:3 photo at a 96x128-trained model: 96x128, whatever its resolution; a 375x1242 KITTI frame:
+    64x208)."""
+    train = model_input_size(info)
+    if train is None:
+        return None
+    h, w = image_size
+    if abs((h / w) / (train[0] / train[1]) - 1) < 0.1:  # (nearly) the training aspect: the training size
+        return tuple(train)
+    area = train[0] * train[1]
+    height = (area * h / w) ** 0.5  # keeps h / w and the area
+    rows = max(multiple, round(height / multiple) * multiple)
+    cols = max(multiple, round(height * w / h / multiple) * multiple)
+    return rows, cols
+
+
+def synthetic_only_note(info: Mapping[str, Any], *, images_are_real: bool) -> str | None:
+    """A note, once per command, when a model trained only on synthetic scenes meets real images."""
+    config = info.get("config") or {}
+    initialised = (config.get("init") or {}).get("checkpoint")
+    if not images_are_real or info.get("dataset") != "synthetic" or initialised:
+        return None
+    return (
+        "note: this model was trained only on synthetic rooms (data.dataset=synthetic); on real photos its "
+        "depth, normals and segmentation are not meaningful. For real images train on a real dataset from a "
+        "pretrained encoder (model.pretrained=..., data.dataset=nyuv2_labeled data.root=DIR, the configs under "
+        "configs/pap/; README 'Reproducing PAP')."
+    )

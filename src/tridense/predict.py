@@ -5,29 +5,43 @@ For an input ``NAME.jpg`` the outputs in ``--out`` are::
     NAME_depth.png        uint16 millimetres (0 = none)       NAME_depth.npy     float32 metres (H, W)
     NAME_normals.png      normals as colours (viz convention) NAME_normals.npy   float32 unit (H, W, 3), camera frame
     NAME_semseg.png       uint8 class ids                     NAME_semseg_color.png   palette colours
-    NAME_panel.png        input | depth | normals | segmentation
+    NAME_panel.png        titled tiles: input | depth (colour bar in m) | normals (colour key) | segmentation
+                          (class legend); stacked in a column for wide (e.g. KITTI) images
     NAME_points.ply       coloured point cloud from the depth and the given or assumed intrinsics
 
-at the input's own resolution. Unreadable inputs are reported and skipped; existing outputs are never
-replaced without ``overwrite``; a ``predictions.json`` summary lists inputs, outputs, intrinsics and failures.
+The model sees each image at a working size (the training size's pixel count at the image's aspect ratio,
+sides multiples of 16) and the maps are written at ``output_size``: ``native`` (the prediction's own
+resolution, default), ``input`` (the image's) or (H, W); the point cloud stays at the prediction's
+resolution unless ``point_cloud_at_output_size``. A 4000x3000 photo thus gives 96x128 maps by default, not
+375 MB of upsampled arrays. Unreadable inputs are reported and skipped; existing outputs are never replaced
+without ``overwrite``; a ``predictions.json`` summary lists inputs, outputs, sizes, intrinsics, the class
+names and failures.
 """
 
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from tridense.data.io import depth_to_png_mm, read_rgb, write_json, write_npy, write_png
 from tridense.errors import DataError
 from tridense.geometry import depth_to_pointcloud, points_to_ply
-from tridense.inference import intrinsics_for, model_input_size, predict_batch, prepare_image
-from tridense.viz import colorize_depth, colorize_labels, normals_to_rgb, with_colorbar
+from tridense.inference import (
+    intrinsics_for,
+    predict_batch,
+    prepare_image,
+    resize_outputs,
+    scale_intrinsics,
+    working_size,
+)
+from tridense.viz import colorize_labels, normals_to_rgb, prediction_panel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -87,35 +101,47 @@ def write_prediction(
     K: np.ndarray,
     palette: np.ndarray | None,
     overwrite: bool = False,
+    class_names: Sequence[str] | None = None,
+    cloud: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """Write one image's predictions (outputs at the image's size, batch of one) to ``files``."""
-    cells = [rgb]
+    """Write one image's predictions (a batch of one) to ``files``.
+
+    ``rgb`` is resized to the outputs' size for the panel; ``K`` holds the intrinsics at that size. The point
+    cloud is made from ``cloud`` = (depth (h, w) metres, its intrinsics) when given, else from the depth.
+    """
+    depth = normals = labels = None
     if "depth" in outputs:
         depth = outputs["depth"][0, 0].cpu().numpy().astype(np.float32)
         write_npy(files["depth_npy"], depth, overwrite=overwrite)
         write_png(files["depth_png"], depth_to_png_mm(depth), overwrite=overwrite)
-        lo, hi = float(np.percentile(depth, 2)), float(np.percentile(depth, 98))
-        cells.append(with_colorbar(colorize_depth(depth, vmin=lo, vmax=hi), lo, hi, label="m"))
         if "points" in files:
-            points, colors = depth_to_pointcloud(depth, K, image=rgb)
-            points_to_ply(files["points"], points, colors, overwrite=overwrite)
+            cloud_depth, cloud_K = cloud if cloud is not None else (depth, K)
+            colors = resize_rgb(rgb, cloud_depth.shape)
+            points, point_colors = depth_to_pointcloud(cloud_depth, cloud_K, image=colors)
+            points_to_ply(files["points"], points, point_colors, overwrite=overwrite)
     if "normals" in outputs:
         normals = outputs["normals"][0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
         write_npy(files["normals_npy"], normals, overwrite=overwrite)
-        picture = normals_to_rgb(normals)
-        write_png(files["normals_png"], picture, overwrite=overwrite)
-        cells.append(picture)
+        write_png(files["normals_png"], normals_to_rgb(normals), overwrite=overwrite)
     if "semseg" in outputs:
         labels = outputs["semseg"][0].argmax(0).cpu().numpy()
         write_png(
             files["semseg_png"], labels.astype(np.uint8 if labels.max() < 256 else np.uint16), overwrite=overwrite
         )
-        colored = colorize_labels(labels, palette)
-        write_png(files["semseg_color"], colored, overwrite=overwrite)
-        cells.append(colored)
-    h = rgb.shape[0]
-    cells = [c if c.shape[0] == h else np.pad(c, ((0, h - c.shape[0]), (0, 0), (0, 0))) for c in cells]
-    write_png(files["panel"], np.concatenate(cells, axis=1), overwrite=overwrite)
+        write_png(files["semseg_color"], colorize_labels(labels, palette), overwrite=overwrite)
+    size = next(iter(outputs.values())).shape[-2:] if outputs else rgb.shape[:2]
+    panel = prediction_panel(
+        resize_rgb(rgb, tuple(size)), depth=depth, normals=normals, labels=labels, palette=palette,
+        class_names=class_names,
+    )  # fmt: skip
+    write_png(files["panel"], panel, overwrite=overwrite)
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W, 3) resized to ``size`` (h, w) (area-averaged when shrinking)."""
+    if tuple(rgb.shape[:2]) == tuple(size):
+        return rgb
+    return np.array(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=2.0))
 
 
 def parse_intrinsics(text: str | None) -> tuple[float, float, float, float] | None:
@@ -138,13 +164,26 @@ def predict_files(
     *,
     intrinsics: tuple[float, float, float, float] | None = None,
     input_size: tuple[int, int] | None = None,
+    output_size: str | tuple[int, int] = "native",
     flip: bool = False,
     overwrite: bool = False,
     point_cloud: bool = True,
+    point_cloud_at_output_size: bool = False,
     palette: np.ndarray | None = None,
-    log: Any = print,
+    progress: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Predict every image of ``inputs`` into ``out``; returns the summary also written to predictions.json."""
+    """Predict every image of ``inputs`` into ``out``; returns the summary also written to predictions.json.
+
+    Args:
+        input_size: model input (H, W); default :func:`~tridense.inference.working_size` of each image.
+        output_size: size of the written maps: ``"native"`` (the prediction's own), ``"input"`` (the
+            image's) or (H, W).
+        point_cloud_at_output_size: the point cloud at the output size (default: the prediction's size).
+        progress: called with (done, total) after each image; ``log`` gets skipped inputs.
+    """
+    if output_size not in ("native", "input") and not isinstance(output_size, tuple):
+        raise DataError(f"output size must be 'native', 'input' or (H, W), got {output_size!r}")
     out = Path(out)
     paths, unmatched = expand_inputs(inputs)
     tasks = [t for t in ("depth", "normals", "semseg") if t in info.get("model_tasks", info.get("tasks", []))]
@@ -157,10 +196,10 @@ def predict_files(
         raise FileExistsError(
             f"{len(existing)} output file(s) exist, e.g. {existing[:3]}; pass --overwrite to replace them"
         )
-    size = model_input_size(info, input_size)
+    class_names = info.get("class_names")
     failures = {item: "matched no file" for item in unmatched}
     written: dict[str, Any] = {}
-    for path in paths:
+    for done, path in enumerate(paths, start=1):
         try:
             rgb = read_rgb(path)
         except DataError as err:
@@ -173,18 +212,37 @@ def predict_files(
             K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float32)
         else:
             K = intrinsics_for(info, (h, w))
-        outputs = predict_batch(model, prepare_image(rgb, size), out_size=(h, w), flip=flip)
+        size = tuple(input_size) if input_size is not None else working_size(info, (h, w))
+        native = predict_batch(model, prepare_image(rgb, size), flip=flip)
+        native_hw = tuple(next(iter(native.values())).shape[-2:])
+        out_hw = native_hw if output_size == "native" else (h, w) if output_size == "input" else output_size
+        outputs = native if out_hw == native_hw else resize_outputs(native, out_hw)
+        cloud = None
+        if "depth" in native and not point_cloud_at_output_size and out_hw != native_hw:
+            cloud = (native["depth"][0, 0].cpu().numpy(), scale_intrinsics(K, (h, w), native_hw))
         files = planned[str(path)]
-        write_prediction(files, rgb, outputs, K=K, palette=palette, overwrite=overwrite)
-        written[str(path)] = {"outputs": {k: str(v) for k, v in files.items()}, "K": K.tolist()}
-        log(f"{path} -> {files['panel'].parent}/{files['panel'].name.removesuffix('_panel.png')}_*")
+        write_prediction(
+            files, rgb, outputs, K=scale_intrinsics(K, (h, w), out_hw), palette=palette, overwrite=overwrite,
+            class_names=class_names, cloud=cloud,
+        )  # fmt: skip
+        written[str(path)] = {
+            "outputs": {k: str(v) for k, v in files.items()},
+            "K": K.tolist(),
+            "input_size": [h, w],
+            "prediction_size": list(native_hw),
+            "output_size": list(out_hw),
+        }
+        if progress is not None:
+            progress(done, len(paths))
     summary = {
         "predicted": len(written),
         "failed": len(failures),
         "failures": failures,
         "intrinsics": "given" if intrinsics is not None else "assumed (training camera scaled to each image)",
-        "input_size": list(size) if size else None,
+        "input_size": list(input_size) if input_size else "working size: the training size's area at each aspect",
+        "output_size": output_size if isinstance(output_size, str) else list(output_size),
         "flip": flip,
+        "classes": list(class_names) if class_names else None,
         "images": written,
     }
     if written or failures:

@@ -21,8 +21,7 @@ Colour conventions:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -160,6 +159,36 @@ def _font(size: int = 11) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
+def colorbar(
+    height: int,
+    vmin: float,
+    vmax: float,
+    cmap: str = DEPTH_CMAP,
+    label: str = "m",
+    *,
+    ticks: int = 5,
+    bar_width: int = 14,
+) -> np.ndarray:
+    """A vertical colour bar (vmax at the top, vmin at the bottom) with tick labels and the unit ``label``
+    above it, as uint8 (height, w, 3) on white."""
+    font = _font()
+    ticks = max(2, min(ticks, (height - 30) // 12 + 1))  # labels 12 pixels apart at least
+    labels = [f"{v:.3g}" for v in np.linspace(vmax, vmin, ticks)]
+    text_w = max(int(font.getlength(t)) for t in [*labels, label]) + 6
+    strip = Image.new("RGB", (bar_width + 6 + text_w, height), (255, 255, 255))
+    top, bottom = 22, height - 8  # the unit label sits above the bar
+    levels = np.round(np.linspace(255, 0, max(bottom - top, 1))).astype(np.intp)  # vmax at the top
+    ramp = _lut(cmap)[levels]  # (L, 3)
+    strip.paste(Image.fromarray(np.repeat(ramp[:, None], bar_width, axis=1)), (3, top))
+    draw = ImageDraw.Draw(strip)
+    for k, text in enumerate(labels):
+        y = top + (bottom - top - 1) * k / max(ticks - 1, 1)
+        draw.line([(3 + bar_width, y), (6 + bar_width, y)], fill=(0, 0, 0))
+        draw.text((8 + bar_width, y), text, fill=(0, 0, 0), font=font, anchor="lm")
+    draw.text((3, 4), label, fill=(0, 0, 0), font=font, anchor="lt")
+    return np.asarray(strip)
+
+
 def with_colorbar(
     image: Array,
     vmin: float,
@@ -174,22 +203,8 @@ def with_colorbar(
     img = _map3(image, "image")
     if img.dtype != np.uint8:
         raise ValueError(f"image must be uint8 RGB, got {img.dtype}")
-    h = img.shape[0]
-    font = _font()
-    labels = [f"{v:.3g}" for v in np.linspace(vmax, vmin, ticks)]
-    text_w = max(int(font.getlength(t)) for t in [*labels, label]) + 6
-    strip = Image.new("RGB", (bar_width + 6 + text_w, h), (255, 255, 255))
-    top, bottom = 22, h - 8  # the unit label sits above the bar
-    levels = np.round(np.linspace(255, 0, max(bottom - top, 1))).astype(np.intp)  # vmax at the top
-    ramp = _lut(cmap)[levels]  # (L, 3)
-    strip.paste(Image.fromarray(np.repeat(ramp[:, None], bar_width, axis=1)), (3, top))
-    draw = ImageDraw.Draw(strip)
-    for k, text in enumerate(labels):
-        y = top + (bottom - top - 1) * k / max(ticks - 1, 1)
-        draw.line([(3 + bar_width, y), (6 + bar_width, y)], fill=(0, 0, 0))
-        draw.text((8 + bar_width, y), text, fill=(0, 0, 0), font=font, anchor="lm")
-    draw.text((3, 4), label, fill=(0, 0, 0), font=font, anchor="lt")
-    return np.concatenate([img, np.asarray(strip)], axis=1)
+    bar = colorbar(img.shape[0], vmin, vmax, cmap, label, ticks=ticks, bar_width=bar_width)
+    return np.concatenate([img, bar], axis=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,6 +363,103 @@ def _with_title(cell: np.ndarray, title: str, font: Font) -> np.ndarray:
     return np.concatenate([np.asarray(bar), cell], axis=0)
 
 
+def normal_key(size: int = 64) -> np.ndarray:
+    """The normal colour key: a sphere facing the camera coloured by :func:`normals_to_rgb`, white outside
+    (its left edge shows a wall facing right, its top the floor's colour... read any tile against it)."""
+    r = (np.arange(size) + 0.5) / size * 2 - 1  # pixel centres in [-1, 1]
+    x, y = np.meshgrid(r, r)  # x right, y down
+    inside = x**2 + y**2 < 1
+    z = -np.sqrt(np.clip(1 - x**2 - y**2, 0, 1))  # facing the camera (z forward)
+    rgb = normals_to_rgb(np.stack([x, y, z], axis=-1) * inside[..., None], invalid_color=(255, 255, 255))
+    return rgb
+
+
+def class_legend(
+    labels: np.ndarray, palette: np.ndarray, class_names: Sequence[str] | None, height: int, max_rows: int = 0
+) -> np.ndarray:
+    """Swatches and names of the classes present in ``labels`` (most frequent first) as uint8 (height, w, 3)."""
+    ids, counts = np.unique(labels[(labels >= 0) & (labels < len(palette))], return_counts=True)
+    order = ids[np.argsort(-counts, kind="stable")]
+    font = _font()
+    rows = max(1, min(len(order), max_rows or max((height - 4) // 13, 1)))
+    names = [
+        str(class_names[i]) if class_names is not None and i < len(class_names) else f"class {i}" for i in order
+    ]
+    width = 24 + max([int(font.getlength(n)) for n in names[:rows]] + [40])
+    strip = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for k, (i, name) in enumerate(zip(order[:rows], names[:rows], strict=True)):
+        y = 2 + 13 * k
+        if y + 10 > height:
+            break
+        draw.rectangle([3, y, 13, y + 10], fill=tuple(int(v) for v in palette[i]), outline=(0, 0, 0))
+        draw.text((18, y + 5), name, fill=(0, 0, 0), font=font, anchor="lm")
+    return np.asarray(strip)
+
+
+def _legend_cell(cell: np.ndarray, height: int) -> np.ndarray:
+    """A legend on white, cropped or padded to ``height`` rows."""
+    cell = cell[:height]
+    return np.pad(cell, ((0, height - cell.shape[0]), (0, 0), (0, 0)), constant_values=255)
+
+
+def _side_by_side(cells: Sequence[np.ndarray], background: int = 255) -> np.ndarray:
+    h = max(c.shape[0] for c in cells)
+    return np.concatenate(
+        [np.pad(c, ((0, h - c.shape[0]), (0, 0), (0, 0)), constant_values=background) for c in cells], axis=1
+    )
+
+
+def _stacked(cells: Sequence[np.ndarray], background: int = 255) -> np.ndarray:
+    w = max(c.shape[1] for c in cells)
+    return np.concatenate(
+        [np.pad(c, ((0, 0), (0, w - c.shape[1]), (0, 0)), constant_values=background) for c in cells], axis=0
+    )
+
+
+def prediction_panel(
+    image: np.ndarray,
+    *,
+    depth: np.ndarray | None = None,
+    normals: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    palette: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    min_height: int = 192,
+) -> np.ndarray:
+    """The picture of one prediction: titled tiles input | depth with a colour bar in metres | normals with
+    the colour key | segmentation with a legend of the classes present.
+
+    Tiles sit side by side, or in one column when the image is more than twice as wide as high (a KITTI
+    frame), so the panel stays readable; maps lower than ``min_height`` are enlarged by an integer factor
+    (nearest neighbour). All maps are (H, W) / (H, W, 3) ids or values at the image's size.
+    """
+    font = _font()
+    rgb = image_to_rgb(image)
+    scale = max(1, -(-min_height // rgb.shape[0]))  # small predictions are enlarged (nearest) to be seen
+    if scale > 1:
+        rgb, depth, normals, labels = (
+            None if a is None else np.repeat(np.repeat(_numpy(a), scale, axis=0), scale, axis=1)
+            for a in (rgb, depth, normals, labels)
+        )
+    h = rgb.shape[0]
+    tiles = [_with_title(rgb, "input", font)]
+    if depth is not None:
+        lo, hi = depth_range(depth)
+        picture = with_colorbar(colorize_depth(depth, vmin=lo, vmax=hi), lo, hi, label="depth (m)")
+        tiles.append(_with_title(picture, "depth, m (2nd-98th percentile)", font))
+    if normals is not None:
+        key = _legend_cell(normal_key(min(h, 64)), h)
+        tiles.append(_with_title(_side_by_side([normals_to_rgb(normals), key]), "normals | colour key", font))
+    if labels is not None:
+        ids = _labels_of(labels)
+        pal = np.asarray(palette) if palette is not None else make_palette(int(ids.max()) + 1)
+        legend = class_legend(ids, pal, class_names, h)
+        tiles.append(_with_title(_side_by_side([colorize_labels(ids, pal), legend]), "segmentation", font))
+    wide = rgb.shape[1] > 2 * rgb.shape[0]
+    return _stacked(tiles) if wide else _side_by_side(tiles)
+
+
 def make_panel(
     image: Array,
     predictions: Mapping[str, Array],
@@ -355,6 +467,7 @@ def make_panel(
     *,
     num_classes: int | None = None,
     palette: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
     depth_range: tuple[float, float] | None = None,
     ignore_index: int = IGNORE_INDEX,
     max_rel: float = 0.25,
@@ -362,7 +475,10 @@ def make_panel(
     normalized: bool | None = None,
 ) -> np.ndarray:
     """A comparison picture: one row per task (depth, normals, semseg) present in ``predictions`` or
-    ``targets``, columns input | prediction | ground truth | error, each with a small title.
+    ``targets``, columns input | prediction | ground truth | error | legend, each with a small title.
+
+    The legend column holds the colour bars of the depth (m) and of the error (relative, degrees), the
+    normal colour key, and the names of the classes present (``class_names``, else ``class N``).
 
     Args:
         image: the input image (see :func:`image_to_rgb`); every cell is shown at its size.
@@ -372,6 +488,7 @@ def make_panel(
             a task without ground truth gets grey cells.
         num_classes: number of classes; 40 selects :data:`NYU40_PALETTE` unless ``palette`` is given.
         palette: (C, 3) class colours.
+        class_names: names of the classes for the legend.
         depth_range: (vmin, vmax) of the depth colours, shared by prediction and ground truth (default:
             the robust range of the ground truth, else of the prediction).
         ignore_index: the ignore label of ``targets["semseg"]``.
@@ -380,94 +497,90 @@ def make_panel(
         normalized: whether a float image is ImageNet-normalised (None: guess from its range).
 
     Returns:
-        uint8 (rows * (H + 16), 4 * W, 3).
+        uint8 (rows * (H + 16), 4 * W + legend width, 3).
     """
     targets = targets or {}
     rgb = image_to_rgb(image, normalized)
+    h, w = rgb.shape[:2]
     tasks = [t for t in _TASKS if t in predictions or t in targets]
     if not tasks:
         raise ValueError(f"make_panel needs at least one of {_TASKS} in predictions or targets")
-    options = _PanelOptions(num_classes, palette, depth_range, ignore_index, max_rel, max_deg)
     font = _font()
     rows = []
     for task in tasks:
-        cells, titles = _TASK_CELLS[task](predictions.get(task), targets.get(task), options)
-        rows.append(_panel_row(rgb, task, cells, titles, font))
-    return np.concatenate(rows, axis=0)
+        pred, gt = predictions.get(task), targets.get(task)
+        if task == "depth":
+            cells, titles, legend = _depth_row(pred, gt, depth_range, max_rel, h)
+        elif task == "normals":
+            cells, titles, legend = _normals_row(pred, gt, max_deg, h)
+        else:
+            cells, titles, legend = _semseg_row(pred, gt, palette, num_classes, class_names, ignore_index, h)
+        row = [_with_title(rgb, "input", font)]
+        missing = (f"{task}: no prediction", f"{task}: no ground truth", f"{task} error: needs both")
+        for cell, title, absent in zip(cells, titles, missing, strict=True):
+            if cell is None:
+                row.append(_with_title(_grey(h, w), absent, font))
+            else:
+                row.append(_with_title(_resize(cell, h, w), title, font))
+        row.append(_with_title(legend, "legend", font))
+        rows.append(np.concatenate(row, axis=1))
+    return _stacked(rows)
 
 
-@dataclass(frozen=True)
-class _PanelOptions:
-    """The colouring options of :func:`make_panel`."""
-
-    num_classes: int | None
-    palette: np.ndarray | None
-    depth_range: tuple[float, float] | None
-    ignore_index: int
-    max_rel: float
-    max_deg: float
-
-
-Cells = tuple[list[np.ndarray | None], list[str]]
-
-
-def _depth_cells(pred: Array | None, gt: Array | None, opt: _PanelOptions) -> Cells:
-    """Prediction and ground truth on one colour scale, and the relative error."""
-    lo, hi = opt.depth_range or _depth_limits(pred, gt)
+def _depth_row(
+    pred: Array | None, gt: Array | None, limits: tuple[float, float] | None, max_rel: float, h: int
+) -> tuple[list[np.ndarray | None], list[str], np.ndarray]:
+    lo, hi = limits or _depth_limits(pred, gt)
     cells = [
         colorize_depth(pred, vmin=lo, vmax=hi) if pred is not None else None,
         colorize_depth(gt, vmin=lo, vmax=hi) if gt is not None else None,
-        depth_error_map(pred, gt, max_rel=opt.max_rel) if pred is not None and gt is not None else None,
+        depth_error_map(pred, gt, max_rel=max_rel) if pred is not None and gt is not None else None,
     ]
-    return cells, [f"depth pred {lo:.2f}-{hi:.2f} m", "depth gt", f"abs rel error 0-{opt.max_rel:g}"]
+    titles = [f"depth pred {lo:.2f}-{hi:.2f} m", "depth gt", f"abs rel error 0-{max_rel:g}"]
+    legend = _side_by_side([colorbar(h, lo, hi, label="m"), colorbar(h, 0.0, max_rel, ERROR_CMAP, label="rel")])
+    return cells, titles, legend
 
 
-def _normals_cells(pred: Array | None, gt: Array | None, opt: _PanelOptions) -> Cells:
-    """Normals as colours and the angular error."""
+def _normals_row(
+    pred: Array | None, gt: Array | None, max_deg: float, h: int
+) -> tuple[list[np.ndarray | None], list[str], np.ndarray]:
     cells = [
         normals_to_rgb(pred) if pred is not None else None,
         normals_to_rgb(gt) if gt is not None else None,
-        angular_error_map(pred, gt, max_deg=opt.max_deg) if pred is not None and gt is not None else None,
+        angular_error_map(pred, gt, max_deg=max_deg) if pred is not None and gt is not None else None,
     ]
-    return cells, ["normals pred", "normals gt", f"angle error 0-{opt.max_deg:g} deg"]
+    titles = ["normals pred", "normals gt", f"angle error 0-{max_deg:g} deg"]
+    key = _legend_cell(normal_key(min(h, 48)), h)
+    legend = _side_by_side([key, colorbar(h, 0.0, max_deg, ERROR_CMAP, label="deg")])
+    return cells, titles, legend
 
 
-def _semseg_cells(pred: Array | None, gt: Array | None, opt: _PanelOptions) -> Cells:
-    """Labels in the palette (NYU-40's for 40 classes) and the wrong pixels."""
+def _semseg_row(
+    pred: Array | None,
+    gt: Array | None,
+    palette: np.ndarray | None,
+    num_classes: int | None,
+    class_names: Sequence[str] | None,
+    ignore_index: int,
+    h: int,
+) -> tuple[list[np.ndarray | None], list[str], np.ndarray]:
     pred_ids = _labels_of(pred) if pred is not None else None
-    if opt.palette is not None:
-        pal = np.asarray(opt.palette)
+    if palette is not None:
+        pal = np.asarray(palette)
     else:
-        count = opt.num_classes or _class_count(pred, pred_ids, gt, opt.ignore_index)
+        count = num_classes or _class_count(pred, pred_ids, gt, ignore_index)
         pal = NYU40_PALETTE if count == 40 else make_palette(count)
     both = pred_ids is not None and gt is not None
     cells = [
-        colorize_labels(pred_ids, pal, opt.ignore_index) if pred_ids is not None else None,
-        colorize_labels(gt, pal, opt.ignore_index) if gt is not None else None,
-        label_error_map(pred_ids, gt, opt.ignore_index) if both else None,
+        colorize_labels(pred_ids, pal, ignore_index) if pred_ids is not None else None,
+        colorize_labels(gt, pal, ignore_index) if gt is not None else None,
+        label_error_map(pred_ids, gt, ignore_index) if both else None,
     ]
-    return cells, ["semseg pred", "semseg gt", "semseg errors (red)"]
-
-
-#: The three cells (prediction, ground truth, error) of each task's row.
-_TASK_CELLS: dict[str, Callable[[Array | None, Array | None, _PanelOptions], Cells]] = {
-    "depth": _depth_cells,
-    "normals": _normals_cells,
-    "semseg": _semseg_cells,
-}
-
-
-def _panel_row(rgb: np.ndarray, task: str, cells: list[np.ndarray | None], titles: list[str], font: Font) -> np.ndarray:
-    """input | prediction | ground truth | error, titled; grey cells where something is missing."""
-    h, w = rgb.shape[:2]
-    row = [_with_title(rgb, "input", font)]
-    missing = (f"{task}: no prediction", f"{task}: no ground truth", f"{task} error: needs both")
-    for cell, title, absent in zip(cells, titles, missing, strict=True):
-        if cell is None:
-            row.append(_with_title(_grey(h, w), absent, font))
-        else:
-            row.append(_with_title(_resize(cell, h, w), title, font))
-    return np.concatenate(row, axis=1)
+    titles = ["semseg pred", "semseg gt", "semseg errors (red)"]
+    shown = [a for a in (pred_ids, None if gt is None else _map2d(gt, "labels")) if a is not None]
+    present = np.concatenate([a.reshape(-1) for a in shown]) if shown else np.zeros(0, dtype=np.int64)
+    legend = class_legend(present[present != ignore_index], pal, class_names, h)
+    return cells, titles, legend
 
 
 def _depth_limits(pred: Array | None, gt: Array | None) -> tuple[float, float]:

@@ -118,10 +118,8 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path):
     assert ra == rb
 
 
-def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    (tmp_path / "config.yaml").write_text("seed: 0\n")
-    with pytest.raises(ConfigError, match=r"no checkpoints/last\.ckpt"):
-        train(resume=tmp_path)
+def test_resume_without_a_run_folder_is_a_clear_error(tmp_path):
+    # (a run folder without a checkpoint starts again: tests/training/test_interrupt.py)
     with pytest.raises(ConfigError, match=r"no config\.yaml"):
         train(resume=tmp_path / "nothing")
 

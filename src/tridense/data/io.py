@@ -139,7 +139,8 @@ def atomic_write(path: PathLike, *, overwrite: bool = False, mode: str = "wb") -
     """Open a temporary file beside ``path`` and move it over ``path`` only when the block succeeds.
 
     Raises FileExistsError if ``path`` exists and ``overwrite`` is False, so nothing the user already had
-    is lost.
+    is lost. The file gets the usual mode under the user's umask (0644 under umask 022), not the
+    temporary file's 0600.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -147,12 +148,19 @@ def atomic_write(path: PathLike, *, overwrite: bool = False, mode: str = "wb") -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode a plain open() would
         with os.fdopen(fd, mode) as handle:
             yield handle
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def _write_with(path: PathLike, writer: Callable[[Any], None], overwrite: bool) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 from collections.abc import Sequence
@@ -60,7 +61,7 @@ class Encoder(nn.Module):
         if out_indices is not None:
             kwargs["out_indices"] = tuple(out_indices)
         if not timm.is_model(name):
-            close = timm.list_models(f"*{name.split('_')[0]}*")[:12]
+            close = difflib.get_close_matches(name, timm.list_models(), n=8, cutoff=0.75)
             raise ConfigError(f"unknown timm encoder {name!r}; similar names: {close} (see timm.list_models())")
         if pretrained is True:
             if not _hub_reachable():

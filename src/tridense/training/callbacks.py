@@ -38,8 +38,15 @@ class PanelCallback(L.Callback):
     a TensorBoard logger, to the ``panels`` image.
     """
 
-    def __init__(self, samples: list[dict[str, Any]], out_dir: Path, palette: np.ndarray | None) -> None:
+    def __init__(
+        self,
+        samples: list[dict[str, Any]],
+        out_dir: Path,
+        palette: np.ndarray | None,
+        class_names: list[str] | None = None,
+    ) -> None:
         self.samples, self.out_dir, self.palette = samples, Path(out_dir), palette
+        self.class_names = class_names
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.samples or trainer.sanity_checking or not trainer.is_global_zero:
@@ -56,7 +63,10 @@ class PanelCallback(L.Callback):
             targets = {
                 t: batch[t][i] for t in ("depth", "normals", "semseg") if t in batch and bool(batch[f"has_{t}"][i])
             }
-            rows.append(make_panel(batch["image"][i], preds, targets, palette=self.palette, normalized=True))
+            panel = make_panel(
+                batch["image"][i], preds, targets, palette=self.palette, class_names=self.class_names, normalized=True
+            )
+            rows.append(panel)
         width = max(r.shape[1] for r in rows)
         rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
         panel = np.concatenate(rows, axis=0)

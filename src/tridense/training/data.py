@@ -3,7 +3,9 @@
 Reproducibility does not depend on worker count, process count or on where a run was interrupted: the
 sampler's order is a function of (seed, epoch) and each sample's augmentation draws from a generator seeded
 with (seed, epoch, index). A run resumed from an epoch-end checkpoint therefore sees exactly the batches the
-uninterrupted run saw. Under DDP each process takes every ``world_size``-th index of the epoch's order
+uninterrupted run saw, and so does one resumed mid-epoch (from a Ctrl-C checkpoint): the training sampler
+skips the batches of the epoch that the restored optimisation step has already trained
+(:class:`StepResumableLoader`). Under DDP each process takes every ``world_size``-th index of the epoch's order
 (training drops the uneven tail so all processes step together; evaluation keeps every sample once).
 """
 
@@ -51,10 +53,13 @@ class EpochSampler(Sampler[tuple[int, int]]):
         world_size: int = 1,
         drop_last: bool = False,
         epoch_fn: Callable[[], int] | None = None,
+        skip_fn: Callable[[], int] | None = None,
     ) -> None:
         self.length, self.shuffle, self.seed = length, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.epoch_fn = epoch_fn
+        #: Number of this process's indices of the epoch to skip (already trained before a resume).
+        self.skip_fn = skip_fn
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -72,13 +77,33 @@ class EpochSampler(Sampler[tuple[int, int]]):
         order = self._order()
         if self.drop_last:
             order = order[: (self.length // self.world_size) * self.world_size]
-        for index in order[self.rank :: self.world_size]:
+        skip = self.skip_fn() if self.skip_fn is not None else 0
+        for index in order[self.rank :: self.world_size][skip:]:
             yield index, self.epoch
 
     def __len__(self) -> int:
         if self.drop_last:
             return self.length // self.world_size
         return math.ceil((self.length - self.rank) / self.world_size)
+
+
+class StepResumableLoader(DataLoader):
+    """The training loader: its position in the epoch is a function of the optimisation step.
+
+    Its :class:`EpochSampler` derives the epoch from the module's own batch count (``module.batches``) and
+    skips the batches of the epoch already trained (``batches % batches_per_epoch``, zero at every epoch
+    start), so restoring that count from a checkpoint restores the position. ``state_dict`` records that
+    position, which tells Lightning that the loader resumes exactly; ``load_state_dict`` has nothing more to
+    restore.
+    """
+
+    def state_dict(self) -> dict[str, int]:
+        sampler = self.sampler
+        skip = sampler.skip_fn() if isinstance(sampler, EpochSampler) and sampler.skip_fn else 0
+        return {"epoch": getattr(sampler, "epoch", 0), "samples_done_in_epoch": skip}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Nothing to do: the position follows from the restored batch count (see the class docstring)."""
 
 
 class SeededDataset(Dataset):
@@ -156,8 +181,9 @@ class DenseDataModule(L.LightningDataModule):
             # optimiser step, twice per batch for a method with two optimisers).
             batches_per_epoch = max(len(sampler) // batch, 1)
             sampler.epoch_fn = lambda: trainer.lightning_module.batches // batches_per_epoch
+            sampler.skip_fn = lambda: (trainer.lightning_module.batches % batches_per_epoch) * batch
         workers = self.cfg.num_workers
-        return DataLoader(
+        return (StepResumableLoader if train else DataLoader)(
             SeededDataset(dataset, self.seed),
             batch_size=batch,
             sampler=sampler,

@@ -10,9 +10,10 @@ Run folder::
     RUN/summary.json             steps and batches (the module's counts), epochs, wall time, device, best score
 
 A run is :func:`build_experiment` (data, model, loss, the module of ``method.name``) trained by the Trainer of
-:func:`build_trainer`. ``--resume RUN`` continues from ``RUN/checkpoints/last.ckpt`` with ``RUN/config.yaml``.
-Checkpoints are written at epoch ends, so a run killed mid-epoch repeats that epoch on resume and, with the
-same seed and deterministic settings, reaches the same result as an uninterrupted run.
+:func:`build_trainer`. ``--resume RUN`` continues from ``RUN/checkpoints/last.ckpt`` with ``RUN/config.yaml`` (and
+its logs). Checkpoints are written at validations, and at the current step on Ctrl-C / SIGTERM (see
+:mod:`tridense.training.interrupt`); with the same seed and deterministic settings a resumed run reaches the
+same result as an uninterrupted one. ``trainer.max_time`` is a total over all invocations of a run.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from tridense import __version__
@@ -40,6 +41,14 @@ from tridense.training.build import build_loss, build_model_and_tasks, dataset_i
 from tridense.training.callbacks import FrozenBatchNorm, PanelCallback, SafeCheckpointIO, palette_for
 from tridense.training.config import Config, dump_config, load_config
 from tridense.training.data import DenseDataModule
+from tridense.training.interrupt import (
+    ContinuingCSVLogger,
+    InterruptCheckpoint,
+    RunAnnouncer,
+    finished_checkpoint,
+    interrupted_as_error,
+    parse_max_time,
+)
 from tridense.training.methods import method_class
 
 RUN_DIR_ENV = "TRIDENSE_RUN_DIR"
@@ -84,24 +93,38 @@ def _new_run_dir(cfg: Config) -> Path:
 
 
 def prepare_run(
-    cfg: Config | None, overrides: list[str], resume: str | Path | None
+    cfg: Config | None, overrides: list[str], resume: str | Path | None, *, retest: bool = False
 ) -> tuple[Config, Path, Path | None]:
-    """Resolve the run folder (new or resumed), write its config, and find the checkpoint to resume from."""
+    """Resolve the run folder (new or resumed), write its config, and find the checkpoint to resume from.
+
+    Resuming a run that stopped before its first checkpoint starts it again from step 0 with its config;
+    resuming a finished run (``metrics/test.json`` exists) without overrides is refused unless ``retest``.
+    """
     if resume is not None:
         run_dir = Path(resume)
         config_file = run_dir / "config.yaml"
         if not config_file.is_file():
             raise ConfigError(f"cannot resume {run_dir}: no config.yaml (is it a tridense run folder?)")
         cfg = load_config(config_file, overrides)
+        cfg.trainer.max_time = parse_max_time(cfg.trainer.max_time)
+        if retest:
+            tested = finished_checkpoint(run_dir) or run_dir / "checkpoints" / "last.ckpt"
+            read_checkpoint(tested)  # fails clearly if missing or unreadable
+            return cfg, run_dir, tested
+        if finished_checkpoint(run_dir) is not None and not overrides:
+            raise ConfigError(
+                f"run {run_dir} is finished (its test metrics are in {run_dir / 'metrics'}); to test its best "
+                f"checkpoint again: tridense train --resume {run_dir} --retest; to train it further, resume with "
+                "a larger limit, e.g. trainer.max_steps=N"
+            )
         last = run_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
-            raise ConfigError(
-                f"cannot resume {run_dir}: no checkpoints/last.ckpt yet (the run stopped before its first epoch "
-                "ended); start it again instead"
-            )
+            print(f"{run_dir} has no checkpoint yet (it stopped before the first one): starting it from step 0")
+            return cfg, run_dir, None
         read_checkpoint(last)  # fails clearly if the file is unreadable
         return cfg, run_dir, last
     assert cfg is not None
+    cfg.trainer.max_time = parse_max_time(cfg.trainer.max_time)
     run_dir = _new_run_dir(cfg)
     if not is_child_process():
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -191,11 +214,20 @@ def _trainer_kwargs(cfg: Config, module: L.LightningModule) -> dict[str, Any]:
     return kwargs
 
 
+class RunCallbacks(NamedTuple):
+    """The callbacks of a run that :func:`train` reads after fitting."""
+
+    best: ModelCheckpoint  # checkpoints/best.ckpt, by checkpoint.monitor
+    last: ModelCheckpoint  # checkpoints/last.ckpt, at every validation / epoch end
+    interrupt: InterruptCheckpoint  # checkpoints/last.ckpt at the current step on Ctrl-C / SIGTERM
+
+
 def build_trainer(
-    cfg: Config, experiment: Experiment, run_dir: Path
-) -> tuple[L.Trainer, ModelCheckpoint, ModelCheckpoint]:
-    """The Trainer of a run, writing into ``run_dir`` (loggers, panels, progress bar), and its callbacks that
-    write ``checkpoints/best.ckpt`` and ``checkpoints/last.ckpt``."""
+    cfg: Config, experiment: Experiment, run_dir: Path, *, resume_step: int | None = None
+) -> tuple[L.Trainer, RunCallbacks]:
+    """The Trainer of a run, writing into ``run_dir`` (loggers, panels, progress bar), and its checkpoint
+    callbacks. ``resume_step``: the Lightning step of the checkpoint a resumed run continues from (its logs
+    continue after it)."""
     checkpoint_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -210,7 +242,13 @@ def build_trainer(
     last_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
     )
-    callbacks: list[L.Callback] = [checkpoint_cb, last_cb]
+    interrupt_cb = InterruptCheckpoint(run_dir / "checkpoints" / "last.ckpt")
+    callbacks: list[L.Callback] = [
+        checkpoint_cb,
+        last_cb,
+        interrupt_cb,
+        RunAnnouncer(run_dir, cfg.trainer.max_time, cfg.trainer.max_steps),
+    ]
     if cfg.trainer.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if experiment.frozen_bn:
@@ -219,10 +257,11 @@ def build_trainer(
         val_set = experiment.datamodule.dataset(cfg.data.val_split, train=False)
         samples = [val_set[i] for i in range(min(cfg.eval.panel_samples, len(val_set)))]
         palette = palette_for(experiment.info["num_classes"], experiment.info.get("nyu40_ids"))
-        callbacks.append(PanelCallback(samples, run_dir / "panels", palette))
+        callbacks.append(PanelCallback(samples, run_dir / "panels", palette, experiment.info.get("class_names")))
+    tb_continue = {"purge_step": resume_step + 1} if resume_step is not None else {}  # drop events logged after it
     loggers = [
-        TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False),
-        CSVLogger(run_dir / "logs", name="csv", version=""),
+        TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False, **tb_continue),
+        ContinuingCSVLogger(run_dir / "logs", name="csv", version="", resume_step=resume_step),
     ]
     trainer = L.Trainer(
         callbacks=callbacks,
@@ -231,21 +270,35 @@ def build_trainer(
         default_root_dir=run_dir,
         **_trainer_kwargs(cfg, experiment.module),
     )
-    return trainer, checkpoint_cb, last_cb
+    return trainer, RunCallbacks(checkpoint_cb, last_cb, interrupt_cb)
 
 
-def train(cfg: Config | None = None, *, overrides: list[str] | None = None, resume: str | Path | None = None) -> Path:
-    """Train, test the best checkpoint and write everything into the run folder; returns the folder."""
+def train(
+    cfg: Config | None = None,
+    *,
+    overrides: list[str] | None = None,
+    resume: str | Path | None = None,
+    retest: bool = False,
+) -> Path:
+    """Train, test the best checkpoint and write everything into the run folder; returns the folder.
+
+    ``retest`` (with ``resume``): only test the finished run's best checkpoint again.
+    """
     started = time.time()
-    cfg, run_dir, resume_from = prepare_run(cfg, overrides or [], resume)
+    cfg, run_dir, resume_from = prepare_run(cfg, overrides or [], resume, retest=retest)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP children re-run the command and must find the same folder
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     experiment = build_experiment(cfg, initialise=resume_from is None)
-    trainer, checkpoint_cb, last_cb = build_trainer(cfg, experiment, run_dir)
+    resuming = resume_from is not None and not retest
+    resume_step = read_checkpoint(resume_from).get("global_step", 0) if resuming else None  # logs continue from it
+    trainer, cbs = build_trainer(cfg, experiment, run_dir, resume_step=resume_step)
     module, datamodule = experiment.module, experiment.datamodule
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-
-    best = checkpoint_cb.best_model_path or last_cb.best_model_path
+    if retest:
+        best = str(resume_from)
+    else:
+        with interrupted_as_error(cbs.interrupt, run_dir):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        best = cbs.best.best_model_path or cbs.last.best_model_path
     if not best:
         raise ConfigError("training ended before any checkpoint was written (max_steps / max_time too small?)")
     steps, batches = module.step, module.batches  # testing the best checkpoint restores its counters
@@ -254,13 +307,14 @@ def train(cfg: Config | None = None, *, overrides: list[str] | None = None, resu
         write_results(
             run_dir, module.test_results, checkpoint=best, split=cfg.data.test_split, protocol=cfg.eval.protocol
         )
+    if trainer.is_global_zero and not retest:  # a retest keeps the training summary
         summary = {
             "steps": steps,
             "batches": batches,
             "epochs": trainer.current_epoch,
             "seconds": round(time.time() - started, 1),
             "best_checkpoint": str(best),
-            "best_score": None if checkpoint_cb.best_model_score is None else float(checkpoint_cb.best_model_score),
+            "best_score": None if cbs.best.best_model_score is None else float(cbs.best.best_model_score),
             "precision": str(trainer.precision),
             "device": str(trainer.strategy.root_device),
             "world_size": trainer.world_size,
