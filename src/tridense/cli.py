@@ -6,7 +6,7 @@
     tridense export --checkpoint C --out DIR
     tridense render --out DIR [--split train] [--count N] [--size 240x320]
     tridense prepare normals --dataset NAME --root DIR --out DIR
-    tridense analyze {pairs,affinity} ...
+    tridense analyze {pairs,affinity,structure} ...
     tridense info
 
 Errors that concern the user's input (a missing file, an unknown key) are printed as one clear message
@@ -306,6 +306,32 @@ def cmd_analyze_affinity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_structure(args: argparse.Namespace) -> int:
+    import json
+
+    from tridense.analysis.structure import save_structure_figure
+    from tridense.data.registry import build_dataset
+    from tridense.data.transforms import eval_transforms
+
+    if (args.image is None) == (args.dataset is None):
+        raise TridenseError("tridense analyze structure needs --image I or --dataset NAME --root DIR --index i")
+    sample = None
+    if args.dataset is not None:
+        from tridense.checkpoints import read_checkpoint
+        from tridense.inference import model_input_size
+
+        size = model_input_size(read_checkpoint(args.checkpoint).get("tridense") or {})
+        dataset = build_dataset(
+            args.dataset, args.root, args.split, transform=eval_transforms(size), **_dataset_args(args.set)
+        )
+        sample = dataset[args.index]
+    summary = save_structure_figure(
+        args.checkpoint, args.out, image_path=args.image, sample=sample, overwrite=args.overwrite
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tridense", description="Joint depth, normals and segmentation.")
@@ -421,6 +447,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, required=True, help="PNG to write")
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=cmd_analyze_affinity)
+    q = ana.add_parser("structure", help="ASM Figs. 3-4: the analyzer's layer-wise error maps and reconstructions")
+    q.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint of method adversarial (asm)")
+    q.add_argument("--image", type=Path, help="an image (no ground truth: prediction vs its reconstruction)")
+    q.add_argument("--dataset", help="or a dataset sample with ground truth: dataset name")
+    q.add_argument("--root", type=Path)
+    q.add_argument("--split", default="test")
+    q.add_argument("--index", type=int, default=0)
+    q.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="dataset arguments")
+    q.add_argument("--out", type=Path, required=True, help="PNG to write")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_analyze_structure)
 
     p = sub.add_parser("info", help="list models, datasets and crops")
     p.add_argument("--dataset", help="print this dataset's documentation and on-disk layout")
