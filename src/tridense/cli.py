@@ -167,6 +167,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         protocol=args.protocol,
         predictions=args.predictions,
+        analyses=args.analyses,
     )
     meta = results.pop("_meta")
     print(f"protocol: {meta['protocol']}")
@@ -371,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-depth", type=float, default=10.0)
     p.add_argument("--reduction", choices=["image", "pixel"], default="image")
     p.add_argument("--kitti", action="store_true", help="also the KITTI benchmark metrics")
+    p.add_argument(
+        "--analyses",
+        nargs="*",
+        default=[],
+        choices=["boundary", "instance", "background"],
+        help="ASM's extra evaluations: boundary F-measure, instance-wise depth/normal metrics, background confusion",
+    )
     p.add_argument("--input-size", type=_size, help="model input HxW (default: the training size)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--workers", type=int, default=0)
