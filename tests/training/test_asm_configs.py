@@ -129,3 +129,10 @@ def test_real_data_config_trains_two_steps_on_fixtures(path: Path, tmp_path: Pat
     if name.startswith("stanford"):
         extra.append("data.args={areas: [area_1, area_5a]}")
     _run(path, [*TINY, *extra], steps=2)
+
+
+def test_the_experiment_script_rows_are_configs() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import asm_experiments
+
+    assert {stem for stem, _, _ in asm_experiments.ROWS} <= {p.stem for p in SYNTHETIC}
