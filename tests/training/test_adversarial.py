@@ -107,12 +107,14 @@ def test_options_are_checked_when_the_config_loads_or_the_method_is_built() -> N
     assert module.critic_optim_cfg.optimizer == "sgd"  # the predictor's where not given
 
 
-def test_asm_updates_move_their_own_network_in_the_intended_direction() -> None:
+@pytest.mark.parametrize("form", ["margin", "unbounded"])
+def test_asm_updates_move_their_own_network_in_the_intended_direction(form: str) -> None:
     """The analyzer's update (on the binarised prediction) moves the analyzer only and raises the structural
     distance between ground truth and negative; the predictor's moves the predictor only and lowers its
     matching loss. Both through the module's own objectives, on a user's model."""
     torch.manual_seed(0)
-    args = {"adversary": "asm", "asm": {"layers": "conv1-2", "form": "unbounded", "analyzer": SMALL_ANALYZER}}
+    args = {"adversary": "asm", "asm": {"layers": "conv1-2", "form": form, "analyzer": SMALL_ANALYZER}}
+    args["asm"]["adversarial_weight"] = 1.0
     module = _module(UserSegNet(), ("semseg",), args)
     assert isinstance(module.critic, StructureMatching)
     analyzer = module.critic.analyzer
@@ -219,12 +221,20 @@ def test_joint_depth_normals_analyzer_sees_both_maps() -> None:
     assert {"reconstruction/depth", "reconstruction/normals", "adversarial"} <= set(terms)
 
 
-def test_training_run_keeps_both_optimisers_and_evaluation_reads_the_predictor(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("adversary", "critic"), [("asm", "critic.analyzer"), pytest.param("cgan", "critic.discriminator")]
+)
+def test_training_run_keeps_both_optimisers_and_evaluation_reads_the_predictor(
+    tmp_path: Path, adversary: str, critic: str
+) -> None:
     """Two steps through Lightning: the module counts 2 (Lightning 4 optimiser steps); the checkpoint holds
-    the predictor (model.*), the analyzer (critic.analyzer.*), two optimiser and schedule states; a resume
-    restores them; load_model and export read model.* only."""
+    the predictor (model.*), the critic (critic.analyzer.* or critic.discriminator.*), two optimiser and
+    schedule states; a rebuilt module restores them; load_model and export read model.* only."""
     run = tmp_path / "run"
-    args = "{adversary: asm, asm: {analyzer: {layers: 5, widths: [8, 16, 16]}}, critic_optim: {lr: 0.001}}"
+    args = (
+        f"{{adversary: {adversary}, asm: {{analyzer: {{layers: 5, widths: [8, 16, 16]}}}}, gan: {{width: 8}}, "
+        "critic_optim: {lr: 0.001}}"
+    )
     cfg = load_config(
         None,
         [
@@ -243,7 +253,7 @@ def test_training_run_keeps_both_optimisers_and_evaluation_reads_the_predictor(t
     assert len(ckpt["optimizer_states"]) == 2 and len(ckpt["lr_schedulers"]) == 2
     assert ckpt["optimizer_states"][1]["param_groups"][0]["lr"] <= 0.001
     prefixes = {k.split(".")[0] + "." + k.split(".")[1] for k in ckpt["state_dict"]}
-    assert "critic.analyzer" in prefixes and any(p.startswith("model.") for p in prefixes)
+    assert critic in prefixes and any(p.startswith("model.") for p in prefixes)
     model, _ = load_model(run / "checkpoints" / "last.ckpt")
     assert not any(k.startswith(("critic", "analyzer")) for k in model.state_dict())
     package = export(run / "checkpoints" / "last.ckpt", tmp_path / "package")
@@ -254,10 +264,8 @@ def test_training_run_keeps_both_optimisers_and_evaluation_reads_the_predictor(t
     # a resumed experiment restores the analyzer too
     experiment = build_experiment(cfg, initialise=False)
     experiment.module.load_state_dict(ckpt["state_dict"])
-    torch.testing.assert_close(
-        dict(experiment.module.critic.state_dict())["analyzer.stems.0.weight"],
-        ckpt["state_dict"]["critic.analyzer.stems.0.weight"],
-    )
+    first = next(k for k in ckpt["state_dict"] if k.startswith(critic))
+    torch.testing.assert_close(experiment.module.state_dict()[first], ckpt["state_dict"][first])
 
 
 def test_iid_baseline_has_one_optimiser_and_trains(tmp_path: Path) -> None:
@@ -287,3 +295,18 @@ def test_batch_collation_with_instances_reaches_the_critic() -> None:
     module = _module(UserSegNet(data.num_classes), ("semseg",), {"asm": {"analyzer": SMALL_ANALYZER}}, data.num_classes)
     maps = structure_maps(module.tasks, module.model(batch["image"]), batch)
     assert torch.isfinite(module.critic_loss(maps, batch["image"])["total"])
+
+
+def test_resume_continues_the_minimax(tmp_path: Path) -> None:
+    """A resumed run restores both networks, optimisers and the counters, and trains both further."""
+    run = tmp_path / "run"
+    args = "method.args={adversary: asm, asm: {analyzer: {layers: 5, widths: [8, 8, 8]}}}"
+    train(load_config(None, [*TINY, "model.name=unet", "data.tasks=[normals]", args, "trainer.max_steps=2",
+                             f"run_dir={run}"]))  # fmt: skip
+    before = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    train(overrides=["trainer.max_steps=3"], resume=run)
+    after = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert after["counters"]["step"] == 3 and len(after["optimizer_states"]) == 2
+    for prefix in ("model.", "critic.analyzer."):
+        key = next(k for k in before["state_dict"] if k.startswith(prefix) and k.endswith("weight"))
+        assert not torch.equal(before["state_dict"][key], after["state_dict"][key]), key
