@@ -59,9 +59,11 @@ PROTOCOLS: dict[str, str] = {
     "kitti-eigen-garg-median": "kitti-eigen-garg with per-image median scaling (self-supervised monocular protocol)",
     "kitti-benchmark": "KITTI depth-prediction benchmark (devkit): silog, sq_rel, abs_rel, irmse per image over every g > 0, no cap, no crop, no clamp",
     "gad-per-image": "NYUD-v2 40-class segmentation as the GAD authors' release scores it: IoU per image, class IoU averaged over the images where it is non-zero, mean over all classes",
+    "asm-2d3ds": "Stanford 2D-3D-S depth and normals as the ASM authors score them: pixel-pooled over the set; depth valid where the raw PNG != 65535 (g > 0), no cap, prediction clamped to [51/512, 26560/512] m, strict accuracies at 1.25^k for k = 1/8, 1/4, 1/2, 1, 2, 3; normals valid where the PNG != (128, 128, 128), mean / median angle and within 2.8125, 5.625, 11.25, 22.5, 30 degrees inclusive",
 }
 
 METHODS: dict[str, str] = {
+    "adversarial": "Predictor and critic in a minimax (method ``adversarial``; see the module docstring).",
     "dense": "Train / validate / test a dense prediction model (method ``dense``).",
 }
 

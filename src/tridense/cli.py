@@ -6,7 +6,7 @@
     tridense export --checkpoint C --out DIR
     tridense render --out DIR [--split train] [--count N] [--size 240x320]
     tridense prepare normals --dataset NAME --root DIR --out DIR
-    tridense analyze {pairs,affinity} ...
+    tridense analyze {pairs,affinity,structure} ...
     tridense info
 
 Errors that concern the user's input (a missing file, an unknown key, a bad option value) are printed as
@@ -281,6 +281,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         predictions=args.predictions,
         progress=_progress(count, "evaluate"),
+        analyses=args.analyses,
     )
     meta = results.pop("_meta")
     print(f"protocol: {meta['protocol']}")
@@ -440,6 +441,33 @@ def cmd_analyze_affinity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_structure(args: argparse.Namespace) -> int:
+    import json
+
+    from tridense.analysis.structure import save_structure_figure
+    from tridense.data.registry import build_dataset
+    from tridense.data.transforms import eval_transforms
+
+    if (args.image is None) == (args.dataset is None):
+        raise TridenseError("tridense analyze structure needs --image I or --dataset NAME --root DIR --index i")
+    _check_output(args.out, args.overwrite, "--out")
+    sample = None
+    if args.dataset is not None:
+        from tridense.checkpoints import read_checkpoint
+        from tridense.inference import model_input_size
+
+        size = model_input_size(read_checkpoint(args.checkpoint).get("tridense") or {})
+        transform = eval_transforms(size)
+        dataset_args = _dataset_args(args.set, args.dataset)
+        dataset = build_dataset(args.dataset, args.root, args.split, transform=transform, **dataset_args)
+        sample = dataset[args.index]
+    summary = save_structure_figure(
+        args.checkpoint, args.out, image_path=args.image, sample=sample, overwrite=args.overwrite
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``tridense CMD: error: MESSAGE (see tridense CMD --help)``, exit 2."""
@@ -514,6 +542,13 @@ def _add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--reduction", choices=["image", "pixel"], default="image", help="depth metrics averaged per image or pixel"
     )
     p.add_argument("--kitti", action="store_true", help="also the KITTI benchmark metrics")
+    p.add_argument(
+        "--analyses",
+        nargs="*",
+        default=[],
+        choices=["boundary", "instance", "background"],
+        help="ASM's extra evaluations: boundary F-measure, instance-wise depth/normal metrics, background confusion",
+    )
     p.add_argument("--input-size", type=_size, help="model input HxW (default: the training size)")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="images per forward pass (default 1)")
     p.add_argument("--workers", type=int, default=0, help="data loading processes (default 0: in this process)")
@@ -619,6 +654,22 @@ def _add_analyze(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     q.add_argument("--out", type=Path, required=True, help="PNG to write")
     q.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     q.set_defaults(func=cmd_analyze_affinity)
+    q = ana.add_parser(
+        "structure",
+        parents=[common],
+        help="ASM Figs. 3-4: the analyzer's layer-wise error maps and reconstructions",
+    )
+    q.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint of method adversarial (asm)")
+    q.add_argument("--image", type=Path, help="an image (no ground truth: prediction vs its reconstruction)")
+    q.add_argument("--dataset", choices=list(DATASETS), metavar="NAME", help="or a dataset sample with ground "
+                   "truth: dataset name, " + ", ".join(DATASETS))  # fmt: skip
+    q.add_argument("--root", type=Path, help="dataset root folder (with --dataset)")
+    q.add_argument("--split", default="test", help="dataset split (default test)")
+    q.add_argument("--index", type=int, default=0, help="sample index in the split (default 0)")
+    q.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="dataset arguments (the dataset class's keywords)")
+    q.add_argument("--out", type=Path, required=True, help="PNG to write")
+    q.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
+    q.set_defaults(func=cmd_analyze_structure)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from tridense.data.sample import TASKS, collate
 from tridense.data.transforms import resize_sample
 from tridense.errors import ConfigError, DataError
 from tridense.inference import predict_batch, prepare_image
+from tridense.metrics.analyses import AnalysisMetrics
 from tridense.metrics.multitask import TaskMetrics
 from tridense.predict import output_files, write_prediction
 
@@ -56,8 +57,12 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     protocol: str | None = None,
     predictions: str | Path | None = None,
+    analyses: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate ``model`` (or the saved ``predictions``) on every sample of ``dataset`` (native resolution).
+
+    ``analyses`` adds the ASM paper's evaluations (:mod:`tridense.metrics.analyses`: ``boundary``,
+    ``instance``, ``background``) under their own keys.
 
     Returns {task: {metric: value}} plus ``_meta`` (samples, seconds, settings, ``protocol`` and its
     settings).
@@ -79,6 +84,11 @@ def evaluate(
         kitti=kitti,
         protocol=protocol,
     )
+    extra = (
+        AnalysisMetrics(analyses, tasks, dataset.num_classes, min_depth=min_depth, max_depth=max_depth)
+        if analyses
+        else None
+    )
     subset = dataset if limit is None else torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
     loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
     started, seen = time.time(), 0
@@ -98,12 +108,16 @@ def evaluate(
             size = tuple(outputs[tasks[0]].shape[-2:])
             target = collate([resize_sample(_sample(batch, i), size) for i in range(image.shape[0])])
         metrics.update({k: v.cpu() for k, v in outputs.items()}, target)
+        if extra is not None:
+            extra.update({k: v.cpu() for k, v in outputs.items()}, target)
         if save_dir is not None and predictions is None:
             _save(save_dir, batch, outputs, palette, overwrite)
         seen += image.shape[0]
         if progress is not None:
             progress(seen, len(subset))
     results = metrics.compute()
+    if extra is not None:
+        results.update(extra.compute())
     results["_meta"] = {
         "protocol": metrics.protocol.name,
         "protocol_settings": metrics.protocol.to_dict(),

@@ -61,9 +61,10 @@ def depth_accuracy_stats(
     exponents: Sequence[float] = ASM_DEPTH_EXPONENTS,
     inclusive: bool = False,
     min_depth: float = 1e-3,
-    max_depth: float = 10.0,
+    max_depth: float | None = 10.0,
     crop: CropArg = None,
     reduction: str = "pixel",
+    clamp: bool | Sequence[float] = True,
 ) -> Stats:
     """Summable statistics of :func:`depth_accuracy`: ``sums`` float64 (K,) and ``count`` float64 ().
 
@@ -72,7 +73,7 @@ def depth_accuracy_stats(
     """
     check_reduction(reduction)
     exponents = check_exponents(exponents)
-    p, g, valid = _depth_inputs(pred, target, min_depth, max_depth, crop)
+    p, g, valid = _depth_inputs(pred, target, min_depth, max_depth, crop, clamp=clamp)
     ratio = torch.maximum(p / g, g / p)  # (B, H, W)
     hits = torch.stack(
         [(ratio_within(ratio, DELTA_BASE**k, inclusive) & valid).sum(dim=(1, 2)) for k in exponents], dim=1
@@ -101,9 +102,10 @@ def depth_accuracy(
     exponents: Sequence[float] = ASM_DEPTH_EXPONENTS,
     inclusive: bool = False,
     min_depth: float = 1e-3,
-    max_depth: float = 10.0,
+    max_depth: float | None = 10.0,
     crop: CropArg = None,
     reduction: str = "pixel",
+    clamp: bool | Sequence[float] = True,
 ) -> dict[str, float]:
     """Fraction of valid pixels with max(p/g, g/p) < 1.25^k (``<=`` if ``inclusive``) for each exponent k.
 
@@ -118,6 +120,7 @@ def depth_accuracy(
         max_depth: upper bound of valid ground truth and of the clamped prediction.
         crop: None, a name of :data:`~tridense.metrics.functional.CROPS` or a boolean mask.
         reduction: ``pixel`` (pooled, the ASM benchmark's) or ``image``.
+        clamp: clamp of the prediction (True: the validity range; (low, high); False: none).
 
     Returns:
         ``delta<k>`` fractions in [0, 1] (see :func:`delta_key`).
@@ -131,6 +134,7 @@ def depth_accuracy(
         max_depth=max_depth,
         crop=crop,
         reduction=reduction,
+        clamp=clamp,
     )
     return depth_accuracy_from_stats(stats, exponents=exponents)
 
@@ -193,6 +197,7 @@ class DepthAccuracy(StatsMetric):
         max_depth: see :func:`depth_accuracy`.
         crop: see :func:`depth_accuracy`.
         reduction: ``pixel`` or ``image``.
+        clamp: see :func:`depth_accuracy`.
     """
 
     def __init__(
@@ -201,15 +206,16 @@ class DepthAccuracy(StatsMetric):
         *,
         inclusive: bool = False,
         min_depth: float = 1e-3,
-        max_depth: float = 10.0,
+        max_depth: float | None = 10.0,
         crop: CropArg = None,
         reduction: str = "pixel",
+        clamp: bool | Sequence[float] = True,
     ) -> None:
         super().__init__()
         check_reduction(reduction)
         self.exponents = check_exponents(exponents)
         self.inclusive, self.min_depth, self.max_depth = inclusive, min_depth, max_depth
-        self.crop, self.reduction = crop, reduction
+        self.crop, self.reduction, self.clamp = crop, reduction, clamp
         self.add_stat("sums", torch.zeros(len(self.exponents), dtype=torch.float64))
         self.add_stat("count", torch.zeros((), dtype=torch.float64))
 
@@ -225,6 +231,7 @@ class DepthAccuracy(StatsMetric):
                 max_depth=self.max_depth,
                 crop=self.crop,
                 reduction=self.reduction,
+                clamp=self.clamp,
             )
         )
 

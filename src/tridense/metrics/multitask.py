@@ -13,6 +13,7 @@ from torch import nn
 
 from tridense.data.sample import IGNORE_INDEX, TASKS
 from tridense.errors import ConfigError
+from tridense.metrics.accuracy import DepthAccuracy, NormalWithin, delta_key
 from tridense.metrics.depth import DepthMetrics, KittiMetrics
 from tridense.metrics.functional import DEFAULT_NORMAL_THRESHOLDS, CropArg
 from tridense.metrics.normals import NormalMetrics
@@ -243,9 +244,26 @@ class TaskMetrics(nn.Module):
             del kitti_args["reduction"], kitti_args["keys"]  # the benchmark is per image, with its own keys
             metrics["kitti"] = KittiMetrics(**kitti_args)
             self.sources["kitti"] = "depth"
+        #: extra metrics whose results join another's (name -> the name they join)
+        self.joins: dict[str, str] = {}
+        if "depth" in tasks and proto.depth is not None and proto.depth_accuracy is not None:
+            conv = proto.depth
+            metrics["depth_accuracy"] = DepthAccuracy(
+                proto.depth_accuracy,
+                min_depth=conv.min_depth,
+                max_depth=conv.max_depth,
+                crop=crop,
+                reduction=conv.reduction,
+                clamp=conv.clamp,
+            )
+            self.sources["depth_accuracy"], self.joins["depth_accuracy"] = "depth", "depth"
+            self.keys["depth"] = (*conv.keys, *(delta_key(k) for k in proto.depth_accuracy))
         if "normals" in tasks and proto.normal_thresholds is not None:
             metrics["normals"] = NormalMetrics(proto.normal_thresholds)
             self.sources["normals"] = "normals"
+            if proto.normal_inclusive:  # within_<T> counted as angle <= T, replacing the strict counts
+                metrics["normals_within"] = NormalWithin(proto.normal_thresholds, inclusive=True)
+                self.sources["normals_within"], self.joins["normals_within"] = "normals", "normals"
         if "semseg" in tasks and proto.segmentation is not None:
             if num_classes is None:
                 raise ConfigError("TaskMetrics with the 'semseg' task needs num_classes")
@@ -298,6 +316,8 @@ class TaskMetrics(nn.Module):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"The ``compute`` method .* before the ``update``")
             results = {name: metric.compute() for name, metric in self.metrics.items()}
+        for name, into in self.joins.items():
+            results[into] = {**results[into], **results.pop(name)}
         return {
             name: values if self.keys.get(name) is None else {k: values[k] for k in self.keys[name]}
             for name, values in results.items()

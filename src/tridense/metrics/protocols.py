@@ -4,7 +4,7 @@ A :class:`Protocol` is data: the depth validity range and its bounds, the clamp 
 the reduction, the scaling and the reported keys; the KITTI benchmark metrics' own conventions; the normal
 thresholds; the segmentation absent-class policy or the per-image protocol. :data:`PROTOCOLS` is the table
 (``tridense info`` lists it, ``tridense evaluate --protocol NAME`` and ``eval.protocol`` select from it);
-:func:`register_protocol` adds one (later work adds e.g. ``asm-2d3ds`` with its own files). Every entry
+:func:`register_protocol` adds one . Every entry
 cites the source code it equals; ``docs/metrics.md`` says which papers report under it.
 """
 
@@ -86,6 +86,9 @@ class Protocol:
         normal_thresholds: angles of ``within_<T>``; None: normals are not scored.
         normal_keys: reported normal metrics (None: all), so that e.g. Δ_MTL sees the source's metric set.
         segmentation: segmentation conventions; None: segmentation is not scored.
+        depth_accuracy: exponents k of extra depth accuracies ``delta<k>`` (max(p/g, g/p) < 1.25^k, strict) on
+            the pixels and clamp of ``depth``, reported with the depth metrics (ASM's 1/8, 1/4, 1/2); None: none.
+        normal_inclusive: count ``within_<T>`` as angle <= T (the ASM benchmark) instead of angle < T.
     """
 
     name: str
@@ -97,10 +100,14 @@ class Protocol:
     normal_thresholds: tuple[float, ...] | None = DEFAULT_NORMAL_THRESHOLDS
     normal_keys: tuple[str, ...] | None = None
     segmentation: SegmentationConvention | None = field(default_factory=SegmentationConvention)
+    depth_accuracy: tuple[float, ...] | None = None
+    normal_inclusive: bool = False
 
     def __post_init__(self) -> None:
         if self.normal_thresholds is not None:
             check_thresholds(self.normal_thresholds)
+        if self.depth_accuracy is not None and self.depth is None:
+            raise ValueError(f"protocol {self.name!r}: depth_accuracy needs the depth conventions")
 
     def tasks(self) -> tuple[str, ...]:
         """The tasks this protocol scores."""
@@ -227,5 +234,28 @@ register_protocol(
         depth=None,
         normal_thresholds=None,
         segmentation=SegmentationConvention(per_image=True),
+    )
+)
+register_protocol(
+    Protocol(
+        name="asm-2d3ds",
+        description="Stanford 2D-3D-S depth and normals as the ASM authors score them: pixel-pooled over the set; "
+        "depth valid where the raw PNG != 65535 (g > 0), no cap, prediction clamped to [51/512, 26560/512] m, "
+        "strict accuracies at 1.25^k for k = 1/8, 1/4, 1/2, 1, 2, 3; normals valid where the PNG != "
+        "(128, 128, 128), mean / median angle and within 2.8125, 5.625, 11.25, 22.5, 30 degrees inclusive",
+        source="twke18/Adversarial_Structure_Matching benchmark_stanford_scenes.py (depth and normal benchmarks)",
+        papers=("ASM (Hwang et al. 2019, Tables 3 and 4)",),
+        depth=DepthConvention(
+            min_depth=0.0,
+            max_depth=None,
+            clamp=(51.0 / 512.0, 26560.0 / 512.0),
+            reduction="pixel",
+            keys=("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3"),
+        ),
+        depth_accuracy=(0.125, 0.25, 0.5),
+        normal_thresholds=(2.8125, 5.625, 11.25, 22.5, 30.0),
+        normal_keys=("mean", "median", "within_2.8125", "within_5.625", "within_11.25", "within_22.5", "within_30"),
+        normal_inclusive=True,
+        segmentation=None,
     )
 )

@@ -79,12 +79,27 @@ class MethodModule(L.LightningModule):
         super().optimizer_step(*args, **kwargs)
         self.step += 1  # automatic optimisation only: Lightning calls this once per optimiser step
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._batch_open = True
+
+    def finish_batch(self) -> None:
+        """Count the training batch that just ended (once per batch).
+
+        Called by :meth:`on_train_batch_end`; Lightning runs the callbacks' ``on_train_batch_end`` before the
+        module's, so a callback that saves a checkpoint there (``InterruptCheckpoint``) calls it first, and the
+        checkpoint holds the counts of the step it was written at.
+        """
+        if not getattr(self, "_batch_open", False):
+            return
+        self._batch_open = False
         self.batches += 1
         if not self.automatic_optimization:
             self.step += 1
             if 0 < self.max_steps <= self.step:
                 self.trainer.should_stop = True
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.finish_batch()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip by global norm right before every optimiser step, under automatic and manual optimisation

@@ -118,6 +118,8 @@ class InterruptCheckpoint(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if self.requested and hasattr(pl_module, "finish_batch"):
+            pl_module.finish_batch()  # the module's counts of this step (its own hook runs after this one)
         self._stop_if_requested(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
