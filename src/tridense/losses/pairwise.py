@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tridense.losses.functional import match_size
+from tridense.losses.gad import SideOutputLoss
 from tridense.losses.multitask import depth_mask, normals_mask, semseg_target
 from tridense.ops import unit_vectors
 
@@ -95,4 +96,4 @@ class PairwiseLoss(nn.Module):
 
 
 #: Extra loss terms a config can name under ``loss.extra`` (their options are keyword arguments).
-EXTRA_LOSSES = {"pairwise": PairwiseLoss}
+EXTRA_LOSSES = {"pairwise": PairwiseLoss, "side": SideOutputLoss}

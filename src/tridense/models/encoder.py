@@ -34,6 +34,8 @@ class Encoder(nn.Module):
             without one), or the path of a local weights file (``.safetensors``, or ``.pth`` / ``.pt`` / ``.bin``
             loaded with ``weights_only=True``) holding the classification model's state dict.
         out_indices: which feature levels to return (timm's indices; default all).
+        output_stride: dilate the last stages so that the deepest features have this stride (8 or 16; timm's
+            ``output_stride``, supported by ResNets and most CNNs); None keeps the model's own (32).
 
     Attributes:
         channels: channels of each returned level.
@@ -46,11 +48,16 @@ class Encoder(nn.Module):
         *,
         pretrained: bool | str | os.PathLike = False,
         out_indices: Sequence[int] | None = None,
+        output_stride: int | None = None,
     ) -> None:
         super().__init__()
         kwargs: dict = {"features_only": True}
         if out_indices is not None:
             kwargs["out_indices"] = tuple(out_indices)
+        if output_stride is not None:
+            if output_stride not in (8, 16, 32):
+                raise ConfigError(f"output_stride must be 8, 16 or 32 (dilated encoder), got {output_stride!r}")
+            kwargs["output_stride"] = int(output_stride)
         if not timm.is_model(name):
             close = timm.list_models(f"*{name.split('_')[0]}*")[:12]
             raise ConfigError(f"unknown timm encoder {name!r}; similar names: {close} (see timm.list_models())")

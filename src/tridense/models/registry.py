@@ -55,4 +55,4 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 def _import_variants() -> None:
     """Import the modules that register variants (lazily, so importing the registry has no side effects)."""
-    from tridense.models import baseline, pap  # noqa: F401
+    from tridense.models import baseline, gad, pap  # noqa: F401
