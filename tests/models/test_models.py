@@ -7,6 +7,7 @@ import torch
 
 from tridense.errors import ConfigError
 from tridense.losses import MultiTaskLoss, build_task_losses
+from tridense.losses.gad import SideOutputLoss
 from tridense.models import create_model, list_models
 from tridense.models.encoder import Encoder
 
@@ -45,7 +46,8 @@ def test_model_contract_and_gradients(name: str):
     if "semseg" in tasks:
         assert out["semseg"].shape == (2, NUM_CLASSES, *SIZE)
 
-    loss = MultiTaskLoss(build_task_losses(tasks), aux_weights={"initial": 1.0})
+    # GAD's side outputs are supervised by its extra term (the registry's default_loss will name it).
+    loss = MultiTaskLoss(build_task_losses(tasks), aux_weights={"initial": 1.0}, extra=[SideOutputLoss(tasks)])
     loss(out, batch)["total"].backward()
     # Connected to the loss (timm zero-initialises the last BN of residual blocks, so some gradients are
     # exactly zero at initialisation; what matters is that none is missing).

@@ -233,7 +233,7 @@ class GADNet(nn.Module):
         stride = max(1, round(size[0] / deepest.shape[-2]))
         sizes = self.decoder_sizes((int(size[0]), int(size[1])), stride)
         sem = self.sem_decoder.blocks
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"aux": {}}
         if self.depth_embedding:
             depth_feats = self.depth_decoder(deepest, sizes)
             if has_depth is not None:
@@ -258,7 +258,7 @@ class GADNet(nn.Module):
             x, logits = block(x, feats[level])
             sides.append(logits)
         out["semseg"] = activate("semseg", upsample_to(sides[-1], size))
-        out["aux"] = {"side": dict(zip(SIDE_OUTPUTS, sides[:-1], strict=True))}
+        out["aux"]["side"] = dict(zip(SIDE_OUTPUTS, sides[:-1], strict=True))
         return out
 
 
