@@ -14,7 +14,8 @@ from tridense.training.config import load_config
 from tridense.training.data import make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+# GAD's configs have their own test (tests/training/test_gad_configs.py): its model takes other arguments.
+CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "gad" not in p.relative_to(REPO / "configs").parts)
 SMALL = [
     "data.size=[64,96]",
     "model.args.task_channels=32",
