@@ -35,9 +35,10 @@ def test_height_above_floor_with_the_known_gravity(room):
     depth = torch.from_numpy(raw["depth"]).double()
     valid = depth > 0
     # True height of each pixel's point: world z = camera height + up . p (p in the camera frame).
-    points = torch.from_numpy(raw["depth"]).double()[None] * torch.linalg.inv(torch.from_numpy(raw["K"]).double()).matmul(
-        torch.stack([*torch.meshgrid(torch.arange(60.0), torch.arange(80.0), indexing="ij")[::-1], torch.ones(60, 80)]).reshape(3, -1).double()
-    ).reshape(3, 60, 80)
+    rows, cols = torch.meshgrid(torch.arange(60.0), torch.arange(80.0), indexing="ij")
+    pixels = torch.stack([cols, rows, torch.ones(60, 80)]).reshape(3, -1).double()  # (3, HW) homogeneous (u, v, 1)
+    rays = torch.linalg.inv(torch.from_numpy(raw["K"]).double()) @ pixels  # (3, HW)
+    points = depth[None] * rays.reshape(3, 60, 80)  # (3, H, W) camera-frame points
     true_height = scene.camera.position[2] + torch.einsum("c,chw->hw", up, points)
     torch.testing.assert_close(channels[1][valid].double(), true_height[valid], atol=2e-3, rtol=0)
     floor = torch.from_numpy(raw["semseg"] == C["floor"])

@@ -95,7 +95,8 @@ def test_partial_depth_row_trains_end_to_end(tmp_path):
 @pytest.mark.parametrize("name", ["nyuv2_40", "sunrgbd_37"])
 def test_real_data_config_two_steps(name: str, shared_data: Path, tmp_path: Path):
     """The real-data recipe (ResNet-50, Adam, step decay, GAP, SPF) for two steps on ../shared/data."""
-    common = [*TINY_RUN, "trainer.max_steps=2", "model.pretrained=false", "data.size=[96,128]", "data.augment.scale=null"]
+    common = [*TINY_RUN, "trainer.max_steps=2", "model.pretrained=false", "data.size=[96,128]"]
+    common.append("data.augment.scale=null")
     if name == "nyuv2_40":  # nyu-mini: six labeled test images in the plain folder layout
         data = [
             "data.dataset=nyuv2_folder",

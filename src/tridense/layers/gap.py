@@ -81,7 +81,8 @@ class GeometryAwarePropagation(nn.Module):
             raise ConfigError(f"GAP subsample must be an integer >= 1, got {subsample!r}")
         inter = inter_channels or max(1, channels // 2)
         self.channels, self.guide_channels, self.inter_channels = channels, guide_channels, inter
-        self.subsample, self.mode, self.memory_budget_mb, self.chunk_rows = subsample, mode, memory_budget_mb, chunk_rows
+        self.subsample, self.mode = subsample, mode
+        self.memory_budget_mb, self.chunk_rows = memory_budget_mb, chunk_rows
         self.theta = _conv_bn(guide_channels, inter)
         self.phi = _conv_bn(guide_channels, inter)
         self.g = nn.Conv2d(channels, inter, 1)

@@ -48,9 +48,6 @@ class SideOutputLoss(nn.Module):
         target = semseg_target(batch)
         terms = {}
         for name, logits in sides.items():
-            if self.kind == "focal":
-                value = LF.focal(logits, target, self.gamma)
-            else:
-                value = LF.cross_entropy(logits, target)
+            value = LF.focal(logits, target, self.gamma) if self.kind == "focal" else LF.cross_entropy(logits, target)
             terms[f"side/{name}"] = self.weight * value
         return terms

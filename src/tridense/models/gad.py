@@ -30,6 +30,7 @@ branch only runs forward for them and learns from the samples with depth only.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -67,7 +68,7 @@ class Decoder(nn.Module):
     def __init__(self, in_channels: int, channels: Sequence[int]) -> None:
         super().__init__()
         widths = [in_channels, *channels]
-        self.blocks = nn.ModuleList(UpBlock(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.blocks = nn.ModuleList(UpBlock(a, b) for a, b in itertools.pairwise(widths))
 
     def forward(self, x: Tensor, sizes: Sequence[tuple[int, int]]) -> list[Tensor]:
         out = []
@@ -213,7 +214,7 @@ class GADNet(nn.Module):
                 raise ValueError("this GAD model has no HHA stream (hha=False) but was given an hha input")
             return feats
         if hha is None:
-            raise ValueError("this GAD model reads HHA (hha=True): call it with hha=(B, 3, H, W), see tridense.data.hha")
+            raise ValueError("this GAD model reads HHA (hha=True): pass hha=(B, 3, H, W), see tridense.data.hha")
         if hha.shape[0] != image.shape[0] or hha.shape[2:] != image.shape[2:] or hha.shape[1] != 3:
             raise ValueError(f"hha must be (B, 3, H, W) like the image {tuple(image.shape)}, got {tuple(hha.shape)}")
         return [f + g for f, g in zip(feats, self.encoder_hha(hha), strict=True)]
