@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from tridense.cli import main
 from tridense.data.hha import AddHHA
 from tridense.data.partial import PartialTasks
 from tridense.data.sample import collate
@@ -88,7 +92,13 @@ def test_partial_depth_row_trains_end_to_end(tmp_path):
         f"run_dir={tmp_path / 'run'}",
     ]
     run = train(load_config(REPO / "configs" / "gad" / "table5_depth040.yaml", overrides))
-    assert (run / "metrics" / "test.json").is_file()
+    results = json.loads((run / "metrics" / "test.json").read_text())["results"]
+    assert {"depth", "semseg"} <= set(results)  # the segmentation and the auxiliary depth
+    image = tmp_path / "room.png"
+    Image.fromarray(np.full((32, 48, 3), 128, dtype=np.uint8)).save(image)
+    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), "--out", str(tmp_path / "p"),
+                 "--no-point-cloud", str(image)]) == 0  # fmt: skip
+    assert (tmp_path / "p" / "room_semseg.png").is_file() and (tmp_path / "p" / "room_depth.npy").is_file()
 
 
 @pytest.mark.slow
