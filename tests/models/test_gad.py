@@ -150,3 +150,29 @@ def test_variants_and_default_tasks():
     assert create_model("gad", **SMALL).tasks == ("depth", "semseg")
     with pytest.raises(ConfigError, match="ResNet-50"):
         create_model("gad_resnet50", **SMALL)
+
+
+def test_options_model_accepts_every_config_and_rejects_what_gadnet_rejects():
+    from pathlib import Path
+
+    import pydantic
+    import yaml
+
+    from tridense.models.gad import GAD_DEFAULT_LOSS, GADOptions
+    from tridense.training.config import load_config
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "configs" / "gad").glob("*.yaml")):
+        GADOptions(**load_config(path).model.args)
+    for bad in (
+        {"depth_embedding": False},  # feature propagation and GAP on by default
+        {"fusion": "conv", "gap_mode": "fused"},
+        {"fusion": "attention"},
+        {"output_stride": 4},
+        {"decoder_channels": [8, 8]},
+        {"task_channels": 64},  # a PAP key
+    ):
+        with pytest.raises(pydantic.ValidationError):
+            GADOptions(**bad)
+    assert GADOptions(depth_embedding=False, feature_propagation=False, fusion="none").spf
+    assert yaml.safe_load(yaml.safe_dump(GAD_DEFAULT_LOSS)) == GAD_DEFAULT_LOSS
+    assert GAD_DEFAULT_LOSS["extra"]["side"]["kind"] == "focal"

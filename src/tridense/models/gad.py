@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from tridense.errors import ConfigError
@@ -261,6 +262,47 @@ class GADNet(nn.Module):
         out["semseg"] = activate("semseg", upsample_to(sides[-1], size))
         out["aux"]["side"] = dict(zip(SIDE_OUTPUTS, sides[:-1], strict=True))
         return out
+
+
+# ------------------------------------------------------------------------------------------ options
+class GADOptions(BaseModel):
+    """The keys allowed in ``model.args`` of the GAD variants (for the registry's ``options=``).
+
+    Validation mirrors :class:`GADNet`'s own checks, so a config fails when it is read, naming the key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    depth_embedding: bool | None = None
+    feature_propagation: bool = True
+    fusion: Literal["gap", "conv", "none"] = "gap"
+    spf: bool = True
+    hha: bool = False
+    output_stride: Literal[8, 16, 32] | None = None
+    decoder_channels: tuple[int, int, int, int] = DEFAULT_DECODER_CHANNELS
+    spf_channels: int = Field(64, ge=1)
+    gap_channels: int | None = Field(None, ge=1)
+    gap_subsample: int = Field(1, ge=1)
+    gap_mode: Literal["auto", "dense", "chunked", "fused"] = "auto"
+    min_depth: float = Field(1e-3, gt=0)
+
+    @model_validator(mode="after")
+    def _effective(self) -> GADOptions:
+        if self.depth_embedding is False and (self.feature_propagation or self.fusion != "none"):
+            raise ValueError("feature_propagation and fusion 'gap' / 'conv' need the depth embedding")
+        gap_keys = {"gap_channels", "gap_subsample", "gap_mode"} & self.model_fields_set
+        if self.fusion != "gap" and gap_keys:
+            raise ValueError(f"{sorted(gap_keys)} have no effect with fusion {self.fusion!r}")
+        if min(self.decoder_channels) < 1:
+            raise ValueError(f"decoder_channels must be positive, got {list(self.decoder_channels)}")
+        return self
+
+
+#: What the registry's ``default_loss=`` of the GAD variants should hold: eq. 8 with focal L_s and L_s,k.
+GAD_DEFAULT_LOSS: dict[str, Any] = {
+    "aux_weights": {},
+    "extra": {"side": {"weight": 1.0, "kind": "focal", "gamma": 2.0}},
+}
 
 
 # ------------------------------------------------------------------------------------------ variants
