@@ -18,6 +18,8 @@ MODELS: dict[str, str] = {
     "cspn": "Baseline of PAP's Table 2: convolutional spatial propagation (local) in place of PAP's.",
     "deeplab": "DeepLabV3 (ASPP) on a dilated timm encoder (smp), semseg logits.",
     "fcn": "FCN: dilated timm encoder (output stride 8) + conv classifier, semseg logits (ASM's base architecture).",
+    "gad": "GAD (depth embedding, feature propagation, GAP, skip pyramid fusion); any encoder, ResNet-50 default.",
+    "gad_resnet50": "GAD with the paper's ResNet-50 encoder (``encoder`` must stay resnet50).",
     "mtl_baseline": "Multi-task baseline: shared encoder, one FPN decoder + head per task (depth, normals, semseg).",
     "pap": "PAP network (affinity at 1/8, cross-task + task-specific propagation, reconstruction); any encoder.",
     "pap_resnet18": "PAP with a ResNet-18 encoder (the paper's ablation backbone).",

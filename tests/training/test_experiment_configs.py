@@ -15,8 +15,11 @@ from tridense.training.data import make_dataset
 from tridense.training.defaults import resolve_loss
 
 REPO = Path(__file__).resolve().parents[2]
-# configs/asm/ (other architectures, the adversarial method) has its own test: tests/training/test_asm_configs.py
-CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "asm" not in p.relative_to(REPO / "configs").parts)
+# configs/asm/ (other architectures, the adversarial method) and configs/gad/ have their own tests:
+# tests/training/test_asm_configs.py, tests/training/test_gad_configs.py.
+CONFIGS = sorted(
+    p for p in (REPO / "configs").rglob("*.yaml") if not {"asm", "gad"} & set(p.relative_to(REPO / "configs").parts)
+)
 SMALL = [
     "data.size=[64,96]",
     "model.args.task_channels=32",

@@ -2,7 +2,9 @@
 
 ``build_dataset(name, root, split, transform=..., **args)`` hides the small differences between loader
 signatures (KITTI and the raw NYU frames take a file list per split instead of a split name); every other
-argument goes to the dataset class unchanged, so its docstring is the reference.
+argument goes to the dataset class unchanged, so its docstring is the reference. Two arguments apply to every
+dataset: ``partial`` (task -> fraction of samples that keep its ground truth, GAD's Table 5) and
+``partial_seed`` (see :mod:`tridense.data.partial`).
 """
 
 from __future__ import annotations
@@ -82,7 +84,21 @@ def dataset_class(name: str) -> type[DenseDataset]:
 def build_dataset(
     name: str, root: str | Path | None, split: str, *, transform: Transform | None = None, **args: Any
 ) -> DenseDataset:
-    """Build dataset ``name`` for ``split``; ``args`` go to the dataset class."""
+    """Build dataset ``name`` for ``split``; ``args`` go to the dataset class (except ``partial``, ``partial_seed``)."""
+    partial, partial_seed = args.pop("partial", None), args.pop("partial_seed", 0)
+    dataset = _build(name, root, split, transform=transform, **args)
+    if partial is None:
+        return dataset
+    from tridense.data.partial import PartialTasks
+
+    if not isinstance(partial, dict):
+        raise ConfigError(f"data partial must map tasks to fractions (e.g. {{depth: 0.2}}), got {partial!r}")
+    return PartialTasks(dataset, partial, seed=partial_seed)
+
+
+def _build(
+    name: str, root: str | Path | None, split: str, *, transform: Transform | None = None, **args: Any
+) -> DenseDataset:
     cls = dataset_class(name)
     spec = DATASETS[name]
     if not spec.needs_root:

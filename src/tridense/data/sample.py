@@ -38,6 +38,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Value that marks "no ground truth" for each dense key, used by collation and padding.
 INVALID_VALUE: dict[str, float | int] = {"depth": 0.0, "normals": 0.0, "semseg": IGNORE_INDEX, "instances": 0}
+#: Extra model inputs a transform may add (e.g. GAD's ``hha``), stacked when every sample has them.
+INPUT_KEYS: tuple[str, ...] = ("hha",)
 
 
 def _where(meta: Mapping[str, Any] | None) -> str | None:
@@ -153,5 +155,8 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         batch[key] = torch.stack(filled)
     if all("K" in s for s in samples):
         batch["K"] = torch.stack([s["K"] for s in samples])
+    for key in INPUT_KEYS:
+        if all(key in s for s in samples):
+            batch[key] = torch.stack([s[key] for s in samples])
     batch["meta"] = [dict(s.get("meta", {})) for s in samples]
     return batch

@@ -410,6 +410,7 @@ def diffuse(
     mode: str = "auto",
     memory_budget_mb: float = 256.0,
     chunk_rows: int | None = None,
+    key_embeddings: Tensor | None = None,
 ) -> Tensor:
     """I diffusion steps ``h_i <- M̂_i pool(h_i)`` for every target task i (eq. 1-2, without eq. 4's blend).
 
@@ -425,6 +426,9 @@ def diffuse(
         mode: ``"auto"``, ``"dense"``, ``"fused"`` or ``"chunked"`` (see the module docstring).
         memory_budget_mb: the budget of ``"auto"`` for the dense matrices.
         chunk_rows: query rows per chunk (default: about ``DEFAULT_CHUNK_MB`` per (B, T, rows, M) buffer).
+        key_embeddings: (B, T, N, C) separate key embeddings, so that ``S[i, j] = s(q_i, k_j)`` with
+            q = ``embeddings`` and k = ``key_embeddings`` (GAD's ``theta(G) . phi(G)``); default: the queries
+            themselves (PAP's symmetric ``s(x_i, x_j)``).
 
     Returns:
         (B, N, Cv) h^I in the dtype of ``values``.
@@ -441,15 +445,20 @@ def diffuse(
         )
     if weights is not None and weights.shape != (t, t):
         raise ValueError(f"weights must be (T, T) = ({t}, {t}), got {tuple(weights.shape)}")
+    if key_embeddings is not None and key_embeddings.shape != embeddings.shape:
+        raise ValueError(
+            f"key_embeddings must have the queries' shape {tuple(embeddings.shape)}, got {tuple(key_embeddings.shape)}"
+        )
     if not isinstance(iterations, int) or iterations < 0:
         raise ConfigError(f"iterations must be an integer >= 0, got {iterations!r}")
     if not isinstance(subsample, int) or subsample < 1:
         raise ConfigError(f"subsample must be an integer >= 1, got {subsample!r}")
     embeddings, values = embeddings.contiguous(), values.contiguous()  # fused kernels need unit last strides
-    keys = pool_tokens(embeddings, size, subsample)  # (B, T, M, C)
+    key_source = embeddings if key_embeddings is None else key_embeddings.contiguous()
+    keys = pool_tokens(key_source, size, subsample)  # (B, T, M, C)
     m = keys.shape[2]
     needs_grad = torch.is_grad_enabled() and any(
-        x is not None and x.requires_grad for x in (embeddings, values, weights)
+        x is not None and x.requires_grad for x in (embeddings, values, weights, key_embeddings)
     )
     mode = choose_mode(
         mode,

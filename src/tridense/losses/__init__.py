@@ -1,7 +1,7 @@
 """Losses: pure functions in :mod:`~tridense.losses.functional`, modules and the multi-task sum in
 :mod:`~tridense.losses.multitask`."""
 
-from tridense.losses import pairwise  # noqa: F401  (registers the extra term "pairwise")
+from tridense.losses import gad, pairwise  # noqa: F401  (register the extra terms "side", "pairwise")
 from tridense.losses.multitask import (
     DepthLoss,
     MultiTaskLoss,

@@ -3,7 +3,7 @@
 Importing this package imports every variant module, which registers its variants.
 """
 
-from tridense.models import baseline, pap, segmentation  # noqa: F401  (registers the variants)
+from tridense.models import baseline, gad, pap, segmentation  # noqa: F401  (registers the variants)
 from tridense.models.registry import (
     ModelSpec,
     create_model,
