@@ -11,8 +11,9 @@ steps of blocks that iterate (a no-op for the others). Blocks are built by name 
 :func:`build_propagation`; a new kind registers its builder with :func:`register_propagation`.
 
 Kinds: ``"pap"`` (:class:`~tridense.layers.affinity.PatternAffinitivePropagation`, cross-task affinities
-diffusing both signals), ``"cross_stitch"`` (linear mixing of the features, Misra et al.), ``"cspn"`` (local spatial
-propagation, Cheng et al., diffusing both signals; per-task kernels combined across tasks by default), ``"none"`` (identity).
+diffusing both signals), ``"cross_stitch"`` (linear mixing of the features, Misra et al.), ``"cspn"`` (local
+spatial propagation, Cheng et al., diffusing both signals; per-task kernels combined across tasks by default),
+``"none"`` (identity).
 """
 
 from __future__ import annotations
