@@ -166,3 +166,16 @@ def test_state_dict_names_of_the_propagation_blocks_are_kept():
     assert {"cspn.depth.affinity.weight", "cspn.semseg.affinity.bias"} <= keys["cspn"]
     none = set(create_model("pap", num_classes=3, propagation="none").state_dict())
     assert none == {k for k in keys["pap"] if not k.startswith("pap.")}
+
+
+def test_recon_input_features_only_reads_the_diffused_features():
+    torch.manual_seed(0)
+    both = create_model("pap", num_classes=3, task_channels=16, recon_channels=8, lateral_channels=8)
+    only = create_model(
+        "pap", num_classes=3, task_channels=16, recon_channels=8, lateral_channels=8, recon_input="features"
+    )
+    for task in both.tasks:  # the reconstruction's input layer: 2C [+ C_t] channels
+        assert only.recon[task].inp[0].in_channels == 16
+        assert both.recon[task].inp[0].in_channels == 16 + both.out_channels[task]
+    out = only(torch.randn(1, 3, 64, 96))
+    assert out["depth"].shape == (1, 1, 64, 96) and torch.isfinite(out["normals"]).all()
