@@ -18,6 +18,7 @@ at test time) on the seed-0 model of ``table1_all`` under each reading.
     python benchmarks/pap_tables.py --seeds 3 --alpha-reading diffused initial learned --fig4   # the set
     python benchmarks/pap_tables.py --steps 2 --seeds 1 --rows table2_initial table2_cross_task  # a smoke test
     python benchmarks/pap_tables.py --report-only ...      # rebuild the report from the run folders
+    ... --fresh-reading                                     # replace the hand-written reading by the template
 
 The paper's columns are depth rmse (m), segmentation mIoU (%) and the normal rmse of the angle (degrees);
 δ1 and the mean angle are added. The hand-written reading below the generated part of
@@ -303,6 +304,9 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "results")
     parser.add_argument("--machine", default=f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--fresh-reading", action="store_true", help="start the hand-written reading from the template again"
+    )
     args = parser.parse_args()
     args.argv = sys.argv[1:]
     if args.seeds < 1 or args.steps < 1:
@@ -319,7 +323,8 @@ def main() -> None:
     args.docs.mkdir(parents=True, exist_ok=True)
     md = args.docs / "pap.md"
     old = md.read_text() if md.is_file() else ""
-    reading = old[old.index(READING_MARK) :] if READING_MARK in old else READING_TEMPLATE
+    keep = READING_MARK in old and not args.fresh_reading
+    reading = old[old.index(READING_MARK) :] if keep else READING_TEMPLATE
     md.write_text(text + "\n" + reading)
     budget = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     payload = {"budget": budget, "readings": by_reading, "fig4": sweeps}

@@ -435,3 +435,23 @@ def test_bad_configuration_and_inputs_are_named():
         layer.affinity_map(features, 0, (5, 0))
     with pytest.raises(ConfigError, match="iterations"):
         layer(features, signals, iterations=-1)
+
+
+def test_auto_never_fuses_under_cpu_autocast():
+    common = {"similarity": "dot", "batch": 1, "tasks": 3, "n": 48, "m": 48, "device": torch.device("cpu")}
+    seen = []
+
+    def measure(candidates):
+        seen.append(tuple(candidates))
+        return candidates[0]
+
+    choose_mode("auto", training=True, memory_budget_mb=1e9, measure=measure, allow_fused=False, **common)
+    assert seen == [("dense", "chunked")]
+    clear_calibration()
+    gen = torch.Generator().manual_seed(0)
+    emb, values = torch.randn(1, 3, 20, 8, generator=gen), torch.randn(1, 20, 6, generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = diffuse(emb, values, [2, 2, 2], None, size=(4, 5), iterations=2, memory_budget_mb=1e6)
+    assert out.dtype == torch.float32  # dense or chunked: float32 inside, whatever the measurement chose
+    torch.testing.assert_close(out, diffuse(emb, values, [2, 2, 2], None, size=(4, 5), iterations=2, mode="dense"))
+    clear_calibration()

@@ -50,7 +50,8 @@ Cv diffused channels of all tasks together; "a set" is the T matrices, T*N*M flo
   :func:`default_budget_mb`), the fastest *as measured on this machine*: the first call of a shape class
   (device, similarity family, training or not, batch, tasks, iterations and the sizes rounded to powers of
   two) times each candidate once on random inputs of that shape and caches the winner for the process
-  (:func:`choose_mode`, :func:`calibrated_mode`). When nothing fits, the leanest path (``"chunked"``).
+  (:func:`choose_mode`, :func:`calibrated_mode`). When nothing fits, the leanest path (``"chunked"``). Under
+  CPU autocast ``"fused"`` is not a candidate (it would run in half precision where the others keep float32).
 
 Dense and chunked compute in float32 (float64 stays float64) with autocast disabled, so the softmax is never
 taken in half precision; fused lets SDPA run in the autocast dtype (its kernels keep the softmax in float32).
@@ -344,8 +345,7 @@ def calibrated_mode(
             "channels": channels, "splits": tuple(splits), "iterations": iterations, "training": training,
             "cross_task": cross_task, "device": device,
         }  # fmt: skip
-        with torch.autocast(device.type, enabled=False):
-            times = {mode: timer(mode, **shape) for mode in candidates}
+        times = {mode: timer(mode, **shape) for mode in candidates}  # under the caller's autocast state
         _CALIBRATION[key] = min(times, key=times.__getitem__)
     return _CALIBRATION[key]
 
@@ -366,6 +366,7 @@ def choose_mode(
     value_channels: int = 64,
     iterations: int = 4,
     measure: Callable[[Sequence[str]], str] | None = None,
+    allow_fused: bool = True,
 ) -> str:
     """Resolve ``"auto"``: the fastest exact path whose :func:`mode_bytes` fits the budget.
 
@@ -373,7 +374,9 @@ def choose_mode(
     error). For ``"auto"`` the exact paths of the similarity that fit ``memory_budget_mb`` (None:
     :func:`default_budget_mb`) are the candidates; one is returned as is, several go to ``measure``
     (``candidates -> mode``; :func:`diffuse` passes :func:`calibrated_mode`; None: the static order dense,
-    fused, chunked). Nothing fits: ``"chunked"``, the leanest.
+    fused, chunked). Nothing fits: ``"chunked"``, the leanest. ``allow_fused=False`` leaves ``"fused"`` out of
+    ``auto``'s candidates (:func:`diffuse` does so under CPU autocast, where SDPA would run in half precision
+    while dense and chunked keep float32: the choice then never changes the numerics of a CPU run).
     """
     similarity = check_mode(mode, similarity)
     if mode != "auto":
@@ -384,7 +387,8 @@ def choose_mode(
         "iterations": iterations, "training": training, "cross_task": cross_task,
     }  # fmt: skip
     order = ("dense", "fused", "chunked") if device.type == "cuda" else ("dense", "chunked", "fused")
-    fits = [md for md in order if md in exact_modes(similarity) and mode_bytes(md, **shape) <= budget]
+    allowed = [md for md in exact_modes(similarity) if allow_fused or md != "fused"]
+    fits = [md for md in order if md in allowed and mode_bytes(md, **shape) <= budget]
     if not fits:
         return "chunked"
     if len(fits) == 1 or measure is None:
@@ -718,6 +722,7 @@ def diffuse(
         value_channels=sum(splits),
         iterations=iterations,
         measure=measure,
+        allow_fused=not (embeddings.device.type == "cpu" and torch.is_autocast_enabled("cpu")),
     )
     if mode == "fused":
         q_op, k_op = attention_operands(embeddings, keys, similarity)
