@@ -144,6 +144,18 @@ def test_cross_task_cspn_with_identity_weights_is_per_task_cspn():
         torch.testing.assert_close(single.propagate(features, initial)[1][t], want[:, : initial[t].shape[1]])
 
 
+def test_per_task_cspn_checkpoints_load_into_the_cross_task_block_unchanged():
+    torch.manual_seed(0)
+    old = CSPNPropagation(TASKS, 8, iterations=2, cross_task=False)
+    new = CSPNPropagation(TASKS, 8, iterations=2)
+    new.load_state_dict(old.state_dict())  # strict: the missing logits are supplied
+    torch.testing.assert_close(new.mixing_weights(), torch.eye(3))
+    features, initial = _signals()
+    for a, b in zip(new.propagate(features, initial), old.propagate(features, initial), strict=True):
+        for t in TASKS:
+            torch.testing.assert_close(a[t], b[t])
+
+
 def test_cross_task_cspn_combines_kernels_convexly_as_derived_by_hand():
     torch.manual_seed(0)
     block = CSPNPropagation(TASKS, 8)

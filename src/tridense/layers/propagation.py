@@ -121,6 +121,14 @@ class CSPNPropagation(nn.ModuleDict):
         """Cross-task weights a [target, source], (T, T) with rows summing to one; None without cross-task."""
         return None if self.mixing_logits is None else torch.softmax(self.mixing_logits, dim=1)
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # A checkpoint of the per-task CSPN (before cross-task kernels) has no mixing logits: load it with
+        # logits whose softmax is exactly the identity, so the model computes what it was trained to.
+        key = prefix + "mixing_logits"
+        if self.mixing_logits is not None and key not in state_dict:
+            state_dict[key] = 1e4 * torch.eye(len(self.tasks))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def kernels(self, features: Mapping[str, Tensor]) -> Tensor:
         """The kernels each task diffuses with: (B, T, 9, h, w), combined across tasks when ``cross_task``."""
         own = torch.stack([self[t].kernel(features[t]) for t in self.tasks], dim=1)  # (B, T, 9, h, w)
