@@ -32,7 +32,8 @@ errors without running them.
 ``auto`` (the default budget: half the free memory) picks its path by a measured comparison
 (:func:`~tridense.layers.affinity.calibrated_mode`) during its first, untimed pass; after each size and pass a
 ``summary`` line compares its time with the fastest explicit mode that fits the same budget
-(``auto_over_fastest``, ``within_10pct``). ``--half-res-step`` is the capability no dense implementation has:
+(``auto_over_fastest``, ``within_10pct``; ``same_path``: auto chose that mode, so a difference is timing noise:
+run on an idle machine). ``--half-res-step`` is the capability no dense implementation has:
 a training pass of the layer with affinity at 1/2 of 480x640 (n = 76,800, all pairs: one dense matrix alone
 would be 23.6 GB) within the free memory.
 """
@@ -234,6 +235,7 @@ def summary(args: argparse.Namespace, size: tuple[int, int], pass_: str, records
         "summary": f"{size[0]}x{size[1]} {pass_}", "auto": auto[0].get("resolved"), "auto_seconds": auto[0]["seconds"],
         "fastest_fitting": best["mode"], "fastest_seconds": best["seconds"], "auto_over_fastest": round(ratio, 3),
         "within_10pct": ratio <= 1.10,
+        "same_path": auto[0].get("resolved") == best["mode"],  # then any difference is timing noise
     }  # fmt: skip
 
 
