@@ -455,3 +455,16 @@ def test_auto_never_fuses_under_cpu_autocast():
     assert out.dtype == torch.float32  # dense or chunked: float32 inside, whatever the measurement chose
     torch.testing.assert_close(out, diffuse(emb, values, [2, 2, 2], None, size=(4, 5), iterations=2, mode="dense"))
     clear_calibration()
+
+
+def test_calibration_under_cpu_autocast_times_training_passes():
+    clear_calibration()
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.randn(1, 3, 20, 8, generator=gen).requires_grad_()
+    values = torch.randn(1, 20, 6, generator=gen).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        weights = torch.full((3, 3), 1 / 3)
+        out = diffuse(emb, values, [2, 2, 2], weights, size=(4, 5), iterations=2, memory_budget_mb=1e6)
+    out.sum().backward()
+    assert emb.grad is not None and torch.isfinite(emb.grad).all()
+    clear_calibration()

@@ -303,7 +303,8 @@ def _time_mode(
                 subsample=subsample, mode=mode,
             )  # fmt: skip
             if training:
-                h.sum().backward()
+                with torch.autocast(device.type, enabled=False):  # as in training: backward outside autocast
+                    h.float().sum().backward()
         sync(device)
         best = min(best, time.perf_counter() - start)
     return best
