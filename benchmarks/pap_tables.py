@@ -243,7 +243,8 @@ def report(by_reading: dict[str, dict[str, list[dict]]], sweeps: dict[str, list[
         f"training scenes, task weights `{args.loss_weighting}` (eq5: λ_i = 1/3; unit: 1), pair-wise ξ = 0.2 on "
         f"the mean over 300 pairs; seeds {args.seed}..{args.seed + args.seeds - 1} for the claim rows "
         f"({', '.join(CLAIM_ROWS)}), seed {args.seed} for the rest; the best checkpoint on {args.val_length} "
-        f"validation scenes (validated every {args.val_every} steps) is tested on {args.test_length} test scenes. "
+        f"validation scenes (validated every {min(args.val_every, args.steps)} steps) is tested on {args.test_length} "
+        "test scenes. "
         "Depth rmse in metres, mIoU in percent (14 classes), normal angle rmse and mean in degrees; "
         "several seeds: mean ± sample standard deviation.",
         "",
