@@ -468,3 +468,21 @@ def test_calibration_under_cpu_autocast_times_training_passes():
     out.sum().backward()
     assert emb.grad is not None and torch.isfinite(emb.grad).all()
     clear_calibration()
+
+
+def test_auto_does_not_time_under_deterministic_algorithms(monkeypatch):
+    import tridense.layers.affinity as affinity
+
+    clear_calibration()
+    calls = []
+    monkeypatch.setattr(affinity, "_time_mode", lambda mode, **shape: calls.append(mode) or 1.0)
+    emb, values = torch.randn(1, 3, 20, 8), torch.randn(1, 20, 6)
+    torch.use_deterministic_algorithms(True)
+    try:
+        diffuse(emb, values, [2, 2, 2], None, size=(4, 5), iterations=2, memory_budget_mb=1e6)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert calls == []
+    diffuse(emb, values, [2, 2, 2], None, size=(4, 5), iterations=2, memory_budget_mb=1e6)
+    assert sorted(calls) == ["chunked", "dense", "fused"]
+    clear_calibration()

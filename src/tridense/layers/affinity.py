@@ -52,6 +52,8 @@ Cv diffused channels of all tasks together; "a set" is the T matrices, T*N*M flo
   two) times each candidate once on random inputs of that shape and caches the winner for the process
   (:func:`choose_mode`, :func:`calibrated_mode`). When nothing fits, the leanest path (``"chunked"``). Under
   CPU autocast ``"fused"`` is not a candidate (it would run in half precision where the others keep float32).
+  With deterministic algorithms on (``trainer.deterministic``) nothing is timed: the first that fits of dense,
+  chunked, fused (CPU) or dense, fused, chunked (CUDA), so that a rerun takes the same path.
 
 Dense and chunked compute in float32 (float64 stays float64) with autocast disabled, so the softmax is never
 taken in half precision; fused lets SDPA run in the autocast dtype (its kernels keep the softmax in float32).
@@ -722,7 +724,7 @@ def diffuse(
         channels=embeddings.shape[-1],
         value_channels=sum(splits),
         iterations=iterations,
-        measure=measure,
+        measure=None if torch.are_deterministic_algorithms_enabled() else measure,  # reproducible: no timing
         allow_fused=not (embeddings.device.type == "cpu" and torch.is_autocast_enabled("cpu")),
     )
     if mode == "fused":
