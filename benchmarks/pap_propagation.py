@@ -27,6 +27,15 @@ errors without running them.
     python benchmarks/pap_propagation.py                                   # CPU, the paper's three scales
     python benchmarks/pap_propagation.py --sizes 60x80 --modes dense chunked --passes train
     python benchmarks/pap_propagation.py --device cuda --batch 4
+    python benchmarks/pap_propagation.py --half-res-step            # one training pass at n = 76,800 (240x320)
+
+``auto`` (the default budget: half the free memory) picks its path by a measured comparison
+(:func:`~tridense.layers.affinity.calibrated_mode`) during its first, untimed pass; after each size and pass a
+``summary`` line compares its time with the fastest explicit mode that fits the same budget
+(``auto_over_fastest``, ``within_10pct``; ``same_path``: auto chose that mode, so a difference is timing noise:
+run on an idle machine). ``--half-res-step`` is the capability no dense implementation has:
+a training pass of the layer with affinity at 1/2 of 480x640 (n = 76,800, all pairs: one dense matrix alone
+would be 23.6 GB) within the free memory.
 """
 
 from __future__ import annotations
@@ -44,9 +53,15 @@ import torch
 
 from tridense.layers.affinity import (
     MODES,
+    SIMILARITIES,
+    SIMILARITY_ALIASES,
     PatternAffinitivePropagation,
+    calibrated_mode,
+    canonical_similarity,
     choose_mode,
+    default_budget_mb,
     dense_bytes,
+    mode_bytes,
     pooled_size,
 )
 
@@ -137,18 +152,6 @@ def measure(args: argparse.Namespace) -> dict:
     size = parse_size(args.sizes[0])
     mode, train = args.modes[0], args.passes[0] == "train"
     layer, features, signals = build(args, size, mode, device)
-    ph, pw = pooled_size(size, args.subsample)
-    resolved = choose_mode(
-        mode,
-        similarity=args.similarity,
-        batch=args.batch,
-        tasks=len(features),
-        n=size[0] * size[1],
-        m=ph * pw,
-        device=device,
-        training=train,
-        memory_budget_mb=args.budget_mb,
-    )
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if device.type == "cuda":
         sync()
@@ -162,6 +165,7 @@ def measure(args: argparse.Namespace) -> dict:
     peak = (
         (torch.cuda.max_memory_allocated() - base) / 2**20 if device.type == "cuda" else peak_rss_mb() - base
     )
+    resolved = resolve(args, size, mode, train, device)  # after the first pass: auto's measured choice is cached
     if args.measure == "peak":
         return {"peak_mb": round(peak, 1), "resolved": resolved}
     times = []
@@ -179,6 +183,60 @@ def measure(args: argparse.Namespace) -> dict:
     if args.autocast != "none":
         record["rel_error"] = float(f"{output_error(args, layer, features, signals):.3g}")
     return record
+
+
+def shape_of(args: argparse.Namespace, size: tuple[int, int], train: bool) -> dict:
+    """The keyword arguments of ``choose_mode`` / ``mode_bytes`` for one case."""
+    preds = [int(c) for c in args.pred_channels.split(",")]
+    ph, pw = pooled_size(size, args.subsample)
+    return {
+        "batch": args.batch, "tasks": len(preds), "n": size[0] * size[1], "m": ph * pw, "channels": args.channels,
+        "value_channels": sum(preds) + len(preds) * args.feature_channels, "iterations": args.iterations,
+        "training": train,
+    }  # fmt: skip
+
+
+def resolve(args: argparse.Namespace, size: tuple[int, int], mode: str, train: bool, device: torch.device) -> str:
+    """What ``mode`` runs as: explicit modes unchanged; ``auto`` its (cached) measured choice."""
+    preds = [int(c) for c in args.pred_channels.split(",")]
+    similarity = canonical_similarity(args.similarity)
+
+    def measure(candidates):
+        return calibrated_mode(
+            candidates, similarity=similarity, batch=args.batch, tasks=len(preds), size=size,
+            subsample=args.subsample, channels=args.channels, splits=[p + args.feature_channels for p in preds],
+            iterations=args.iterations, training=train, cross_task=True, device=device,
+        )  # fmt: skip
+
+    return choose_mode(
+        mode, similarity=similarity, device=device, memory_budget_mb=args.budget_mb, measure=measure,
+        **shape_of(args, size, train),
+    )  # fmt: skip
+
+
+def fits(args: argparse.Namespace, size: tuple[int, int], mode: str, train: bool) -> bool:
+    """Whether an explicit ``mode`` fits auto's budget (the paths auto may choose from)."""
+    budget = args.budget_mb if args.budget_mb is not None else default_budget_mb(torch.device(args.device))
+    return mode_bytes(mode, **shape_of(args, size, train)) <= budget * 2**20
+
+
+def summary(args: argparse.Namespace, size: tuple[int, int], pass_: str, records: list[dict]) -> dict | None:
+    """Auto's time against the fastest explicit mode that fits the budget, for one size and pass."""
+    train = pass_ == "train"
+    auto = [r for r in records if r["mode"] == "auto" and "seconds" in r]
+    explicit = [
+        r for r in records if r["mode"] != "auto" and "seconds" in r and fits(args, size, r["mode"], train)
+    ]
+    if not auto or not explicit:
+        return None
+    best = min(explicit, key=lambda r: r["seconds"])
+    ratio = auto[0]["seconds"] / best["seconds"]
+    return {
+        "summary": f"{size[0]}x{size[1]} {pass_}", "auto": auto[0].get("resolved"), "auto_seconds": auto[0]["seconds"],
+        "fastest_fitting": best["mode"], "fastest_seconds": best["seconds"], "auto_over_fastest": round(ratio, 3),
+        "within_10pct": ratio <= 1.10,
+        "same_path": auto[0].get("resolved") == best["mode"],  # then any difference is timing noise
+    }  # fmt: skip
 
 
 def case_record(args: argparse.Namespace, size: tuple[int, int], mode: str, pass_: str) -> dict:
@@ -208,17 +266,8 @@ def dense_guard(args: argparse.Namespace, size: tuple[int, int], mode: str, pass
     n, m = size[0] * size[1], ph * pw
     train = pass_ == "train"
     device = torch.device(args.device)
-    resolved = choose_mode(
-        mode,
-        similarity=args.similarity,
-        batch=args.batch,
-        tasks=preds,
-        n=n,
-        m=m,
-        device=device,
-        training=train,
-        memory_budget_mb=args.budget_mb,
-    )
+    shape = shape_of(args, size, train)
+    resolved = choose_mode(mode, similarity=args.similarity, device=device, memory_budget_mb=args.budget_mb, **shape)
     if resolved != "dense":
         return None
     need = dense_bytes(args.batch, preds, n, m, training=train) / 2**20
@@ -240,11 +289,18 @@ def main() -> None:
     parser.add_argument("--pred-channels", default="1,3,40", help="initial prediction channels per task")
     parser.add_argument("--feature-channels", type=int, default=64, help="diffused task-feature channels")
     parser.add_argument("--iterations", type=int, default=4)
-    parser.add_argument("--similarity", default="dot", choices=["dot", "l2", "l1"])
+    parser.add_argument("--similarity", default="dot", choices=[*SIMILARITIES, *SIMILARITY_ALIASES])
     parser.add_argument("--subsample", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--budget-mb", type=float, default=256.0, help="memory budget of mode auto")
+    parser.add_argument(
+        "--budget-mb", type=float, default=None, help="memory budget of mode auto (default: half the free memory)"
+    )
+    parser.add_argument(
+        "--half-res-step",
+        action="store_true",
+        help="one training pass with affinity at 1/2 of 480x640 (240x320, n = 76,800, all pairs), mode auto",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--autocast",
@@ -260,12 +316,15 @@ def main() -> None:
     parser.add_argument("--one-case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--measure", default="time", choices=["peak", "time"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.half_res_step:
+        args.sizes, args.modes, args.passes, args.subsample, args.repeats = ["240x320"], ["auto"], ["train"], 1, 1
     if args.one_case:
         print(json.dumps(measure(args)), flush=True)
         return
     for text in args.sizes:
         size = parse_size(text)
         for pass_ in args.passes:
+            records = []
             for mode in args.modes:
                 record = case_record(args, size, mode, pass_)
                 record["load"] = round(os.getloadavg()[0], 2)  # other work on the machine skews the timing
@@ -274,7 +333,11 @@ def main() -> None:
                     record.update(run_case(args, text, mode, pass_))
                 else:
                     record["error"] = error
+                records.append(record)
                 print(json.dumps(record), flush=True)
+            line = summary(args, size, pass_, records)
+            if line is not None:
+                print(json.dumps(line), flush=True)
 
 
 def run_case(args: argparse.Namespace, size: str, mode: str, pass_: str) -> dict:
@@ -295,7 +358,8 @@ def run_case(args: argparse.Namespace, size: str, mode: str, pass_: str) -> dict
         "threads",
         "autocast",
     ):
-        argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+        if getattr(args, key) is not None:
+            argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     result: dict = {}
     for what in ("peak", "time"):
         env = dict(os.environ)

@@ -1,17 +1,28 @@
-"""PAP's Tables 1 and 2 on the synthetic scenes, every row with the same budget and seed.
+"""PAP's Tables 1 and 2 (and Fig. 4) on the synthetic scenes: every row with the same budget, seeds repeated.
 
 Each row is one config of ``configs/pap/`` trained with ``tridense train`` and the same overrides (input
 size, steps, data, seed); the best checkpoint's metrics on the synthetic test split are collected into
-``docs/results/pap.md`` (the table, the budget, the machine) and ``docs/results/pap.json``. Rows whose run
-folder already holds ``metrics/test.json`` are not trained again, so an interrupted run continues.
+``docs/results/pap.md`` (mean ± spread over the seeds, the budget, the machine, a per-claim comparison
+against the spread) and ``docs/results/pap.json``. Rows whose run folder already holds
+``metrics/test.json`` are not trained again, so an interrupted run continues.
 
-    python benchmarks/pap_tables.py                       # the whole set at the default budget
-    python benchmarks/pap_tables.py --steps 200 --rows table2_initial table2_cross_task
-    python benchmarks/pap_tables.py --report-only         # rebuild the report from the run folders
+Seeds: the rows that carry the paper's claims (:data:`CLAIM_ROWS`: initial, per-task, cross-task,
++ reconstruction, + pair-wise, cross-stitch, CSPN) get ``--seeds`` seeds, the rest one.
+Eq. 4 readings (``--alpha-reading``, several allowed): every row with PAP's propagation runs once per reading
+(``diffused``: beta = 0.05 on the diffused signal, the default; ``initial``: beta = 0.95; ``learned``: one
+beta per task, learned from 0.5); rows without it (initial, cross-stitch, CSPN) run once and serve every
+reading. ``--fig4`` also runs the Fig. 4 sweep (``benchmarks/pap_iterations.py``, diffusion steps changed
+at test time) on the seed-0 model of ``table1_all`` under each reading.
+``--loss-weighting``: ``eq5`` (the configs' λ_i = 1/3) or ``unit`` (λ_i = 1, the built-in default).
+
+    python benchmarks/pap_tables.py --seeds 3 --alpha-reading diffused initial learned --fig4   # the issue's set
+    python benchmarks/pap_tables.py --steps 2 --seeds 1 --rows table2_initial table2_cross_task  # a smoke test
+    python benchmarks/pap_tables.py --report-only ...      # rebuild the report from the run folders
+    ... --fresh-reading                                     # replace the hand-written reading by the template
 
 The paper's columns are depth rmse (m), segmentation mIoU (%) and the normal rmse of the angle (degrees);
-δ1 and the mean angle are added. The reading of the figures is written by hand below the table, in
-``docs/results/pap.md`` under "Reading", which this script keeps when it rewrites the file.
+δ1 and the mean angle are added. The hand-written reading below the generated part of
+``docs/results/pap.md`` (from "## Reading") is kept when the script rewrites the file.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -47,36 +59,80 @@ ROWS: list[tuple[str, str, str]] = [
     ("table2_scale4", "2", "aff-matrix on 1/4"),
     ("table2_l1", "2", "L1 distance"),
 ]
+#: Rows that carry the paper's claims: they get ``--seeds`` seeds.
+CLAIM_ROWS = (
+    "table2_initial", "table2_no_cross_task", "table2_cross_task", "table2_recon", "table2_pairwise",
+    "table2_cross_stitch", "table2_cspn",
+)  # fmt: skip
+#: Rows whose block is not PAP's propagation: eq. 4's beta does not exist there (one run serves every reading).
+NO_BETA = ("table2_initial", "table2_cross_stitch", "table2_cspn")
+#: Overrides of each reading of eq. 4 (beta is always the weight of the diffused signal).
+READINGS: dict[str, list[str]] = {
+    "diffused": ["model.args.beta=0.05"],
+    "initial": ["model.args.beta=0.95"],
+    "learned": ["model.args.beta=0.5", "model.args.learn_beta=true"],
+}
+WEIGHTINGS: dict[str, list[str]] = {"eq5": [], "unit": ["loss.weights={}"]}
+#: The paper's claims, each read against the spread: (label, worse row, better row).
+CLAIMS: list[tuple[str, str, str]] = [
+    ("per-task propagation helps", "table2_initial", "table2_no_cross_task"),
+    ("cross-task beats per-task propagation", "table2_no_cross_task", "table2_cross_task"),
+    ("the reconstruction network helps", "table2_cross_task", "table2_recon"),
+    ("the pair-wise loss helps", "table2_recon", "table2_pairwise"),
+    ("PAP beats cross-stitch", "table2_cross_stitch", "table2_pairwise"),
+    ("PAP beats CSPN", "table2_cspn", "table2_pairwise"),
+]
+#: (task, metric key, scale, digits, higher is better) of the table's columns.
+COLUMNS = [
+    ("depth", "rmse", 1.0, 3, False),
+    ("depth", "delta1", 1.0, 3, True),
+    ("semseg", "miou", 100.0, 1, True),
+    ("normals", "rmse", 1.0, 1, False),
+    ("normals", "mean", 1.0, 1, False),
+]
 READING_MARK = "## Reading"
 
 
-def budget_overrides(args: argparse.Namespace) -> list[str]:
+def budget_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     return [
-        f"seed={args.seed}",
+        f"seed={seed}",
         f"data.size=[{args.size[0]},{args.size[1]}]",
         f"trainer.max_steps={args.steps}",
         "trainer.max_time=null",  # every row gets its steps, however long they take (no time-driven decay)
         "data.batch_size=8",
-        f"trainer.val_every_n_steps={args.val_every}",
+        f"trainer.val_every_n_steps={min(args.val_every, args.steps)}",
         f"data.split_args={{train: {{length: {args.train_length}, cache: true}}, val: {{length: {args.val_length}}}, "
         f"test: {{length: {args.test_length}}}}}",
         "trainer.progress_bar=false",
         "eval.panel_samples=2",
+        *WEIGHTINGS[args.loss_weighting],
     ]
 
 
-def run_row(stem: str, args: argparse.Namespace) -> dict | None:
-    run_dir = args.out / stem
+def seeds_of(stem: str, args: argparse.Namespace) -> list[int]:
+    return [args.seed + k for k in range(args.seeds if stem in CLAIM_ROWS else 1)]
+
+
+def run_dir_of(stem: str, reading: str, seed: int, args: argparse.Namespace) -> Path:
+    group = "shared" if stem in NO_BETA else reading
+    return args.out / args.loss_weighting / group / stem / f"seed{seed}"
+
+
+def run_one(stem: str, reading: str, seed: int, args: argparse.Namespace) -> dict | None:
+    run_dir = run_dir_of(stem, reading, seed, args)
     result_file = run_dir / "metrics" / "test.json"
     if not result_file.is_file():
+        if args.report_only:
+            return None
         if run_dir.exists():
             print(f"[{stem}] incomplete run folder {run_dir}: remove it to train this row again", flush=True)
             return None
+        extra = [] if stem in NO_BETA else READINGS[reading]
         cmd = [
             sys.executable, "-m", "tridense", "train", "--config", str(CONFIGS / f"{stem}.yaml"),
-            f"run_dir={run_dir}", *budget_overrides(args),
+            f"run_dir={run_dir}", *budget_overrides(args, seed), *extra,
         ]  # fmt: skip
-        print(f"[{stem}] {' '.join(cmd[3:])}", flush=True)
+        print(f"[{stem} {reading} seed {seed}] {' '.join(cmd[3:])}", flush=True)
         started = time.time()
         log = run_dir.with_suffix(".log")
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -87,85 +143,193 @@ def run_row(stem: str, args: argparse.Namespace) -> dict | None:
             return None
     result = json.loads(result_file.read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
-    return {"results": result["results"], "seconds": summary["seconds"], "steps": summary["steps"]}
+    return {"results": result["results"], "seconds": summary["seconds"], "steps": summary["steps"], "seed": seed}
 
 
-def cell(results: dict, task: str, key: str, scale: float = 1.0, digits: int = 3) -> str:
-    if task not in results:
+def run_row(stem: str, reading: str, args: argparse.Namespace) -> list[dict]:
+    """Every seed of ``stem`` under ``reading`` (the runs that finished)."""
+    return [r for seed in seeds_of(stem, args) if (r := run_one(stem, reading, seed, args)) is not None]
+
+
+def fig4(reading: str, args: argparse.Namespace) -> list[dict]:
+    """The Fig. 4 sweep (diffusion steps at test time) of the seed-0 ``table1_all`` model of ``reading``."""
+    ckpt = run_dir_of("table1_all", reading, args.seed, args) / "checkpoints" / "best.ckpt"
+    if not ckpt.is_file():
+        return []
+    out = ckpt.parents[1] / "fig4.jsonl"
+    if not out.is_file() and not args.report_only:
+        cmd = [
+            sys.executable, str(REPO / "benchmarks" / "pap_iterations.py"), "--checkpoint", str(ckpt),
+            "--limit", str(args.test_length), "--repeats", "3",
+        ]  # fmt: skip
+        print(f"[fig4 {reading}] {' '.join(cmd[1:])}", flush=True)
+        text = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).stdout
+        out.write_text(text)
+    if not out.is_file():
+        return []
+    return [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
+
+
+def values(runs: list[dict], task: str, key: str, scale: float = 1.0) -> list[float]:
+    return [r["results"][task][key] * scale for r in runs if task in r["results"]]
+
+
+def spread(xs: list[float]) -> float:
+    """The sample standard deviation (0 for one value)."""
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def cell(runs: list[dict], task: str, key: str, scale: float = 1.0, digits: int = 3) -> str:
+    xs = values(runs, task, key, scale)
+    if not xs:
         return "-"
-    return f"{results[task][key] * scale:.{digits}f}"
+    if len(xs) == 1:
+        return f"{xs[0]:.{digits}f}"
+    return f"{statistics.mean(xs):.{digits}f} ± {spread(xs):.{digits}f}"
 
 
-def report(rows: dict[str, dict | None], args: argparse.Namespace) -> str:
+def verdict(worse: list[dict], better: list[dict], task: str, key: str, scale: float, higher: bool) -> str:
+    """How one claim reads on one metric: the gain in the paper's direction against the two spreads."""
+    a, b = values(worse, task, key, scale), values(better, task, key, scale)
+    if not a or not b:
+        return "-"
+    gain = (statistics.mean(b) - statistics.mean(a)) * (1 if higher else -1)
+    noise = spread(a) + spread(b)
+    if len(a) < 2 or len(b) < 2:
+        return f"{gain:+.3g} (one seed: no spread)"
+    word = "holds" if gain > noise else ("contradicted" if gain < -noise else "within spread")
+    return f"{gain:+.3g} vs spread {noise:.2g}: {word}"
+
+
+def table(rows: dict[str, list[dict]], reading: str) -> list[str]:
+    lines = [
+        "| table | row | config | seeds | depth rmse ↓ | δ1 ↑ | mIoU ↑ | normal rmse ↓ | normal mean ↓ | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for stem, table_no, label in ROWS:
+        if stem not in rows:
+            continue
+        runs = rows[stem]
+        if not runs:
+            lines.append(f"| {table_no} | {label} | `{stem}` | 0 | failed | | | | | |")
+            continue
+        cells = [cell(runs, task, key, scale, digits) for task, key, scale, digits, _ in COLUMNS]
+        minutes = statistics.mean(r["seconds"] for r in runs) / 60
+        lines.append(f"| {table_no} | {label} | `{stem}` | {len(runs)} | {' | '.join(cells)} | {minutes:.1f} |")
+    return lines
+
+
+def claims(rows: dict[str, list[dict]]) -> list[str]:
+    lines = [
+        "| claim | " + " | ".join(f"{t} {k} {'↑' if h else '↓'}" for t, k, _, _, h in COLUMNS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+    ]
+    for label, worse, better in CLAIMS:
+        if worse not in rows or better not in rows:
+            continue
+        cells = [verdict(rows[worse], rows[better], t, k, sc, h) for t, k, sc, _, h in COLUMNS]
+        lines.append(f"| {label} (`{worse}` -> `{better}`) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(by_reading: dict[str, dict[str, list[dict]]], sweeps: dict[str, list[dict]], args) -> str:
     lines = [
         "# PAP Tables 1 and 2 on the synthetic scenes",
         "",
-        "Produced by `python benchmarks/pap_tables.py "
-        f"--steps {args.steps} --size {args.size[0]}x{args.size[1]} --train-length {args.train_length}` "
-        f"on {args.machine}.",
+        f"Produced by `python benchmarks/pap_tables.py {' '.join(args.argv)}` on {args.machine}.",
         "",
         f"Budget, the same for every row: {args.steps} steps of batch 8 at {args.size[0]}x{args.size[1]} from "
         f"random initialisation (AdamW, the default recipe of `configs/default.yaml`), {args.train_length} "
-        f"training scenes, seed {args.seed}; the best checkpoint on {args.val_length} validation scenes "
-        f"(validated every {args.val_every} steps) is tested on {args.test_length} test scenes. "
-        "Depth rmse in metres, mIoU in percent (14 classes), normal angle rmse and mean in degrees.",
+        f"training scenes, task weights `{args.loss_weighting}` (eq5: λ_i = 1/3; unit: 1), pair-wise ξ = 0.2 on "
+        f"the mean over 300 pairs; seeds {args.seed}..{args.seed + args.seeds - 1} for the claim rows "
+        f"({', '.join(CLAIM_ROWS)}), seed {args.seed} for the rest; the best checkpoint on {args.val_length} "
+        f"validation scenes (validated every {min(args.val_every, args.steps)} steps) is tested on {args.test_length} "
+        "test scenes. "
+        "Depth rmse in metres, mIoU in percent (14 classes), normal angle rmse and mean in degrees; "
+        "several seeds: mean ± sample standard deviation.",
         "",
-        "| table | row | config | depth rmse ↓ | δ1 ↑ | mIoU ↑ | normal rmse ↓ | normal mean ↓ | minutes |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for stem, table, label in ROWS:
-        if stem not in rows:
-            continue
-        row = rows[stem]
-        if row is None:
-            lines.append(f"| {table} | {label} | `{stem}` | failed | | | | | |")
-            continue
-        r = row["results"]
-        lines.append(
-            f"| {table} | {label} | `{stem}` | {cell(r, 'depth', 'rmse')} | {cell(r, 'depth', 'delta1')} | "
-            f"{cell(r, 'semseg', 'miou', 100, 1)} | {cell(r, 'normals', 'rmse', 1, 1)} | "
-            f"{cell(r, 'normals', 'mean', 1, 1)} | {row['seconds'] / 60:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
+    for reading, rows in by_reading.items():
+        lines += [
+            f"## Eq. 4 reading `{reading}` ({' '.join(READINGS[reading])}; rows without PAP's block are shared)",
+            "",
+            *table(rows, reading),
+            "",
+            "Each claim against the spread (gain in the paper's direction, mean over seeds, against the sum of the"
+            " two rows' standard deviations; 'holds' / 'contradicted' only beyond it):",
+            "",
+            *claims(rows),
+            "",
+        ]
+        sweep = sweeps.get(reading)
+        if sweep:
+            keys = [k for k in ("rmse", "miou", "normal_rmse") if k in sweep[0]]
+            lines += [
+                f"Fig. 4 sweep (`table1_all`, seed {args.seed}, trained with T = {sweep[0].get('trained_T')}; "
+                "steps changed at test time):",
+                "",
+                "| T | seconds / image | " + " | ".join(keys) + " |",
+                "|---|---|" + "---|" * len(keys),
+                *[f"| {r['T']} | {r['seconds']} | " + " | ".join(str(r[k]) for k in keys) + " |" for r in sweep],
+                "",
+            ]
+    return "\n".join(lines)
+
+
+READING_TEMPLATE = """## Reading
+
+(Written by hand after the runs; this section is kept when the script rewrites the file.) For each reading of
+eq. 4, read each claim of the paper against the claim table above, not against one run:
+- per-task propagation over the initial prediction; cross-task over per-task; reconstruction; pair-wise loss;
+  PAP against cross-stitch and CSPN: which hold beyond the spread, under which reading;
+- Fig. 4: do more diffusion steps help (monotone in T beyond the spread of the seeds), under which reading;
+- which reading reproduces the paper's trends: the default of `beta` (docs/models.md) follows it.
+"""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--size", type=lambda s: [int(v) for v in s.split("x")], default=[96, 128])
-    parser.add_argument("--train-length", type=int, default=2400)
+    parser.add_argument("--train-length", type=int, default=1000)
     parser.add_argument("--val-length", type=int, default=64)
     parser.add_argument("--test-length", type=int, default=200)
-    parser.add_argument("--val-every", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-every", type=int, default=250)
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the claim rows (the rest get one)")
+    parser.add_argument("--alpha-reading", nargs="+", choices=list(READINGS), default=["diffused"])
+    parser.add_argument("--loss-weighting", choices=list(WEIGHTINGS), default="eq5")
+    parser.add_argument("--fig4", action="store_true", help="also run the Fig. 4 sweep per reading")
     parser.add_argument("--rows", nargs="*", help="config stems to run (default: all rows)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "pap_tables")
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "results")
     parser.add_argument("--machine", default=f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--fresh-reading", action="store_true", help="start the hand-written reading from the template again"
+    )
     args = parser.parse_args()
+    args.argv = sys.argv[1:]
+    if args.seeds < 1 or args.steps < 1:
+        parser.error("--seeds and --steps must be >= 1")
 
     stems = args.rows or [stem for stem, _, _ in ROWS]
     unknown = sorted(set(stems) - {stem for stem, _, _ in ROWS})
     if unknown:
         parser.error(f"unknown rows {unknown}; valid: {[stem for stem, _, _ in ROWS]}")
-    rows: dict[str, dict | None] = {}
-    for stem in stems:
-        if args.report_only:
-            done = args.out / stem / "metrics" / "test.json"
-            rows[stem] = run_row(stem, args) if done.is_file() else None
-        else:
-            rows[stem] = run_row(stem, args)
-    text = report(rows, args)
+    by_reading = {reading: {stem: run_row(stem, reading, args) for stem in stems} for reading in args.alpha_reading}
+    sweeps = {reading: fig4(reading, args) for reading in args.alpha_reading} if args.fig4 else {}
+    text = report(by_reading, sweeps, args)
     print(text)
     args.docs.mkdir(parents=True, exist_ok=True)
     md = args.docs / "pap.md"
-    reading = ""
-    if md.is_file() and READING_MARK in md.read_text():
-        reading = md.read_text()[md.read_text().index(READING_MARK) :]
-    md.write_text(text + ("\n" + reading if reading else ""))
-    (args.docs / "pap.json").write_text(json.dumps({"budget": vars(args) | {"out": str(args.out),
-                                                    "docs": str(args.docs)}, "rows": rows}, indent=2))  # fmt: skip
+    old = md.read_text() if md.is_file() else ""
+    keep = READING_MARK in old and not args.fresh_reading
+    reading = old[old.index(READING_MARK) :] if keep else READING_TEMPLATE
+    md.write_text(text + "\n" + reading)
+    budget = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    payload = {"budget": budget, "readings": by_reading, "fig4": sweeps}
+    (args.docs / "pap.json").write_text(json.dumps(payload, indent=2))
     print(f"wrote {md}")
 
 

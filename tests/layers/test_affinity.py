@@ -11,9 +11,12 @@ import torch.nn.functional as F
 from tridense.errors import ConfigError
 from tridense.layers.affinity import (
     PatternAffinitivePropagation,
+    calibrated_mode,
     choose_mode,
+    clear_calibration,
     dense_bytes,
     diffuse,
+    mode_bytes,
 )
 
 IN_CHANNELS = (6, 5, 4)
@@ -26,8 +29,10 @@ def _explicit_matrix(x: torch.Tensor, y: torch.Tensor, similarity: str) -> torch
     diff = x[:, None, :] - y[None, :, :]  # (N, M, C)
     if similarity == "dot":
         s = (x[:, None, :] * y[None, :, :]).sum(-1)
-    elif similarity == "l2":
+    elif similarity == "neg_sq_l2":
         s = -diff.square().sum(-1)
+    elif similarity == "neg_l2":
+        s = -torch.linalg.vector_norm(diff, dim=-1)  # its gradient at a zero distance is 0, like cdist's
     else:
         s = -diff.abs().sum(-1)
     e = torch.exp(s - s.max(dim=1, keepdim=True).values)  # shifted only against overflow
@@ -62,7 +67,8 @@ def reference(layer: PatternAffinitivePropagation, features, signals, iterations
                 for _ in range(iterations):
                     pooled = _pool(h[None], s)[0]
                     h = (combined @ pooled.reshape(h.shape[0], -1).T).T.reshape(h0.shape)
-                res = beta * h + (1 - beta) * h0 if iterations > 0 else h0
+                b_i = beta[i] if isinstance(beta, torch.Tensor) else beta
+                res = b_i * h + (1 - b_i) * h0 if iterations > 0 else h0
                 out[i][j].append(res)
     return [
         [torch.stack(o) for o in group] if isinstance(sig, list) else torch.stack(group[0])
@@ -117,7 +123,8 @@ SCHEDULES = [  # (iterations, beta, learn_beta)
 ]
 
 
-PATHS = [(m, s) for m in MODES for s in ("dot", "l2", "l1") if (m, s) != ("fused", "l1")]  # l1: no SDPA form
+SIMS = ("dot", "neg_sq_l2", "neg_l2", "l1")
+PATHS = [(m, s) for m in MODES for s in SIMS if not (m == "fused" and s in ("l1", "neg_l2"))]  # no SDPA form
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: f"T{s[0]}-b{s[1]}{'-learn' if s[2] else ''}")
@@ -263,7 +270,7 @@ def test_iterations_overridable_per_call():
 
 
 # ------------------------------------------------------------------------------------------ affinity maps
-@pytest.mark.parametrize("similarity", ["dot", "l2", "l1"])
+@pytest.mark.parametrize("similarity", SIMS)
 @pytest.mark.parametrize("subsample", [1, 2])
 def test_affinity_map_and_returned_matrices_equal_reference_rows(similarity, subsample):
     layer = _layer(similarity=similarity, subsample=subsample)
@@ -297,26 +304,98 @@ def test_affinity_map_and_returned_matrices_equal_reference_rows(similarity, sub
 
 # ------------------------------------------------------------------------------------ modes, dtypes, errors
 def test_auto_mode_rule():
-    common = {"similarity": "dot", "batch": 1, "tasks": 3}
+    common = {"similarity": "dot", "batch": 1, "tasks": 3, "channels": 32, "value_channels": 100, "iterations": 4}
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     one_set = 3 * 4800 * 4800 * 4  # T matrices of float32: 264 MiB
     assert dense_bytes(1, 3, 4800, 4800, training=False) == one_set
     assert dense_bytes(1, 3, 4800, 4800, training=True) == 2 * one_set
     assert dense_bytes(1, 3, 4800, 4800, training=True, cross_task=False) == one_set
     assert dense_bytes(2, 3, 4800, 1200, training=True) == one_set
-    assert (
-        choose_mode("auto", n=4800, m=4800, device=cpu, training=False, memory_budget_mb=264, **common)
-        == "dense"
-    )
-    assert (
-        choose_mode("auto", n=4800, m=4800, device=cpu, training=True, memory_budget_mb=264, **common)
-        == "chunked"
-    )
-    assert choose_mode("auto", n=4800, m=1200, device=cpu, training=True, **common) == "dense"
-    assert choose_mode("auto", n=4800, m=4800, device=cuda, training=True, **common) == "fused"
-    l1 = {**common, "similarity": "l1"}
-    assert choose_mode("auto", n=4800, m=4800, device=cuda, training=True, **l1) == "chunked"
-    assert choose_mode("fused", n=4800, m=4800, device=cpu, training=True, **common) == "fused"
+    shape = {k: v for k, v in common.items() if k != "similarity"}
+    dense = mode_bytes("dense", n=4800, m=4800, training=False, **shape)
+    assert dense > one_set > mode_bytes("chunked", n=4800, m=4800, training=False, **shape)
+    big = {"n": 4800, "m": 4800, "memory_budget_mb": dense / 2**20}
+    # Without a measurement: the first that fits of dense, chunked, fused (CPU) / dense, fused, chunked (CUDA).
+    assert choose_mode("auto", device=cpu, training=False, **big, **common) == "dense"
+    assert choose_mode("auto", device=cpu, training=True, **big, **common) == "chunked"
+    assert choose_mode("auto", device=cuda, training=True, **big, **common) == "fused"
+    assert choose_mode("auto", device=cpu, training=True, **{**big, "memory_budget_mb": 0}, **common) == "chunked"
+    for sim in ("l1", "neg_l2"):  # no SDPA form: never fused
+        assert choose_mode("auto", device=cuda, training=True, **big, **{**common, "similarity": sim}) == "chunked"
+    assert choose_mode("fused", device=cpu, training=True, **big, **common) == "fused"
+    # With a measurement: it sees exactly the exact paths that fit, and its choice is returned.
+    seen = []
+
+    def measure(candidates):
+        seen.append(tuple(candidates))
+        return candidates[-1]
+
+    small = {"n": 48, "m": 48, "memory_budget_mb": 1e9, "measure": measure, "training": True}
+    assert choose_mode("auto", device=cuda, **small, **common) == "chunked"
+    assert choose_mode("auto", device=cpu, **small, **{**common, "similarity": "neg_l2"}) == "chunked"
+    assert seen == [("dense", "fused", "chunked"), ("dense", "chunked")]
+
+
+def test_calibration_picks_the_fastest_once_per_shape_class():
+    clear_calibration()
+    calls = []
+    speed = {"dense": 3.0, "chunked": 1.0, "fused": 2.0}
+
+    def timer(mode, **shape):
+        calls.append(mode)
+        return speed[mode]
+
+    shape = {
+        "similarity": "dot", "batch": 1, "tasks": 3, "size": (30, 40), "subsample": 2, "channels": 16,
+        "splits": (4, 4, 4), "iterations": 4, "training": True, "cross_task": True, "device": torch.device("cpu"),
+    }  # fmt: skip
+    modes = ["dense", "chunked", "fused"]
+    assert calibrated_mode(modes, timer=timer, **shape) == "chunked"
+    assert calibrated_mode(modes, timer=timer, **{**shape, "size": (31, 40)}) == "chunked"
+    assert sorted(calls) == ["chunked", "dense", "fused"]  # same power-of-two class: measured once
+    speed["chunked"] = 9.0
+    assert calibrated_mode(modes, timer=timer, **{**shape, "training": False}) == "fused"
+    assert calibrated_mode(["dense"], timer=timer, **{**shape, "batch": 5}) == "dense"  # nothing to compare
+    assert len(calls) == 6
+    clear_calibration()
+
+
+def test_calibration_times_real_paths_and_leaves_the_global_random_stream_alone():
+    clear_calibration()
+    emb, values = torch.randn(1, 3, 20, 8), torch.randn(1, 20, 6)
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    out = diffuse(emb.requires_grad_(), values, [2, 2, 2], None, size=(4, 5), iterations=2, memory_budget_mb=1e6)
+    torch.testing.assert_close(torch.rand(3), want)
+    ref = diffuse(emb, values, [2, 2, 2], None, size=(4, 5), iterations=2, mode="dense")
+    torch.testing.assert_close(out, ref)
+    clear_calibration()
+
+
+def test_deprecated_l2_means_the_squared_distance():
+    with pytest.warns(FutureWarning, match="neg_sq_l2"):
+        layer = PatternAffinitivePropagation(8, similarity="l2")
+    assert layer.similarity == "neg_sq_l2"
+    gen = torch.Generator().manual_seed(0)
+    emb, values = torch.randn(1, 3, 20, 8, generator=gen), torch.randn(1, 20, 6, generator=gen)
+    common = {"size": (4, 5), "iterations": 2, "mode": "dense"}
+    with pytest.warns(FutureWarning):
+        old = diffuse(emb, values, [2, 2, 2], None, similarity="l2", **common)
+    new = diffuse(emb, values, [2, 2, 2], None, similarity="neg_sq_l2", **common)
+    unsquared = diffuse(emb, values, [2, 2, 2], None, similarity="neg_l2", **common)
+    torch.testing.assert_close(old, new)
+    assert not torch.allclose(new, unsquared)
+
+
+def test_learned_beta_is_per_task_and_loads_old_scalar_checkpoints():
+    layer = PatternAffinitivePropagation(IN_CHANNELS, 4, beta=0.3, learn_beta=True)
+    assert layer.beta.shape == (3,)
+    torch.testing.assert_close(layer.beta, torch.full((3,), 0.3))
+    state = layer.state_dict()
+    state["beta_logit"] = torch.tensor(0.0)  # the shape written before betas were per task
+    layer.load_state_dict(state)
+    torch.testing.assert_close(layer.beta, torch.full((3,), 0.5))
 
 
 def test_dense_and_chunked_keep_float32_under_cpu_autocast():
@@ -334,10 +413,11 @@ def test_dense_and_chunked_keep_float32_under_cpu_autocast():
 def test_bad_configuration_and_inputs_are_named():
     with pytest.raises(ConfigError, match=r"'fast'.*auto, dense, fused, chunked"):
         PatternAffinitivePropagation(8, mode="fast")
-    with pytest.raises(ConfigError, match=r"'cosine'.*dot, l2, l1"):
+    with pytest.raises(ConfigError, match=r"'cosine'.*dot, neg_sq_l2, neg_l2, l1"):
         PatternAffinitivePropagation(8, similarity="cosine")
-    with pytest.raises(ConfigError, match=r"'fused'.*'l1'"):
-        PatternAffinitivePropagation(8, similarity="l1", mode="fused")
+    for sim in ("l1", "neg_l2"):
+        with pytest.raises(ConfigError, match=rf"'fused'.*'{sim}'"):
+            PatternAffinitivePropagation(8, similarity=sim, mode="fused")
     with pytest.raises(ConfigError, match="beta"):
         PatternAffinitivePropagation(8, beta=0.0, learn_beta=True)
     with pytest.raises(ConfigError, match="subsample"):
@@ -355,3 +435,54 @@ def test_bad_configuration_and_inputs_are_named():
         layer.affinity_map(features, 0, (5, 0))
     with pytest.raises(ConfigError, match="iterations"):
         layer(features, signals, iterations=-1)
+
+
+def test_auto_never_fuses_under_cpu_autocast():
+    common = {"similarity": "dot", "batch": 1, "tasks": 3, "n": 48, "m": 48, "device": torch.device("cpu")}
+    seen = []
+
+    def measure(candidates):
+        seen.append(tuple(candidates))
+        return candidates[0]
+
+    choose_mode("auto", training=True, memory_budget_mb=1e9, measure=measure, allow_fused=False, **common)
+    assert seen == [("dense", "chunked")]
+    clear_calibration()
+    gen = torch.Generator().manual_seed(0)
+    emb, values = torch.randn(1, 3, 20, 8, generator=gen), torch.randn(1, 20, 6, generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = diffuse(emb, values, [2, 2, 2], None, size=(4, 5), iterations=2, memory_budget_mb=1e6)
+    assert out.dtype == torch.float32  # dense or chunked: float32 inside, whatever the measurement chose
+    torch.testing.assert_close(out, diffuse(emb, values, [2, 2, 2], None, size=(4, 5), iterations=2, mode="dense"))
+    clear_calibration()
+
+
+def test_calibration_under_cpu_autocast_times_training_passes():
+    clear_calibration()
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.randn(1, 3, 20, 8, generator=gen).requires_grad_()
+    values = torch.randn(1, 20, 6, generator=gen).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        weights = torch.full((3, 3), 1 / 3)
+        out = diffuse(emb, values, [2, 2, 2], weights, size=(4, 5), iterations=2, memory_budget_mb=1e6)
+    out.sum().backward()
+    assert emb.grad is not None and torch.isfinite(emb.grad).all()
+    clear_calibration()
+
+
+def test_auto_does_not_time_under_deterministic_algorithms(monkeypatch):
+    import tridense.layers.affinity as affinity
+
+    clear_calibration()
+    calls = []
+    monkeypatch.setattr(affinity, "_time_mode", lambda mode, **shape: calls.append(mode) or 1.0)
+    emb, values = torch.randn(1, 3, 20, 8), torch.randn(1, 20, 6)
+    torch.use_deterministic_algorithms(True)
+    try:
+        diffuse(emb, values, [2, 2, 2], None, size=(4, 5), iterations=2, memory_budget_mb=1e6)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert calls == []
+    diffuse(emb, values, [2, 2, 2], None, size=(4, 5), iterations=2, memory_budget_mb=1e6)
+    assert sorted(calls) == ["chunked", "dense", "fused"]
+    clear_calibration()

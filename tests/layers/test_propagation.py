@@ -7,8 +7,8 @@ import torch
 
 from tridense.errors import ConfigError
 from tridense.layers.cross_stitch import CrossStitch
-from tridense.layers.cspn import SpatialPropagation
-from tridense.layers.propagation import PROPAGATIONS, Propagation, build_propagation
+from tridense.layers.cspn import SpatialPropagation, combine_kernels, propagate
+from tridense.layers.propagation import PROPAGATIONS, CSPNPropagation, Propagation, build_propagation
 
 TASKS = ("depth", "normals", "semseg")
 
@@ -117,6 +117,85 @@ def test_cspn_bound_for_any_guidance():
     for steps in (1, 5, 25):
         out = block(guidance, h0, iterations=steps)
         assert out.abs().max() <= (1 + steps * centre) * h0.abs().max() + 1e-4
+
+
+# ------------------------------------------------------------------------------------------ cross-task CSPN
+def _signals(c: int = 8, size: tuple[int, int] = (6, 7)) -> tuple[dict, dict]:
+    features = dict(zip(TASKS, _features(c, size), strict=True))
+    g = torch.Generator().manual_seed(5)
+    initial = {t: torch.randn(2, k, *size, generator=g) for t, k in zip(TASKS, (1, 3, 5), strict=True)}
+    return features, initial
+
+
+def test_cross_task_cspn_with_identity_weights_is_per_task_cspn():
+    torch.manual_seed(0)
+    mixed = CSPNPropagation(TASKS, 8, iterations=3)
+    single = CSPNPropagation(TASKS, 8, iterations=3, cross_task=False)
+    single.load_state_dict(mixed.state_dict(), strict=False)  # same per-task convolutions
+    assert single.mixing_logits is None
+    with torch.no_grad():
+        mixed.mixing_logits.copy_(1e4 * torch.eye(3))  # softmax rows -> the identity
+    features, initial = _signals()
+    for a, b in zip(mixed.propagate(features, initial), single.propagate(features, initial), strict=True):
+        for t in TASKS:
+            torch.testing.assert_close(a[t], b[t])
+    for t in TASKS:  # and per-task CSPN is each task's own SpatialPropagation
+        want = mixed[t](features[t], torch.cat([initial[t], features[t]], 1))
+        torch.testing.assert_close(single.propagate(features, initial)[1][t], want[:, : initial[t].shape[1]])
+
+
+def test_per_task_cspn_checkpoints_load_into_the_cross_task_block_unchanged():
+    torch.manual_seed(0)
+    old = CSPNPropagation(TASKS, 8, iterations=2, cross_task=False)
+    new = CSPNPropagation(TASKS, 8, iterations=2)
+    new.load_state_dict(old.state_dict())  # strict: the missing logits are supplied
+    torch.testing.assert_close(new.mixing_weights(), torch.eye(3))
+    features, initial = _signals()
+    for a, b in zip(new.propagate(features, initial), old.propagate(features, initial), strict=True):
+        for t in TASKS:
+            torch.testing.assert_close(a[t], b[t])
+
+
+def test_cross_task_cspn_combines_kernels_convexly_as_derived_by_hand():
+    torch.manual_seed(0)
+    block = CSPNPropagation(TASKS, 8)
+    with torch.no_grad():
+        block.mixing_logits.add_(torch.randn(3, 3))
+    features, _ = _signals()
+    a = block.mixing_weights()
+    assert (a >= 0).all()
+    torch.testing.assert_close(a.sum(1), torch.ones(3))
+    own = [block[t].kernel(features[t]) for t in TASKS]  # each (B, 9, H, W)
+    combined = block.kernels(features)  # (B, T, 9, H, W)
+    for i in range(3):
+        torch.testing.assert_close(combined[:, i], sum(a[i, k] * own[k] for k in range(3)))
+    neighbours = torch.cat([combined[:, :, :4], combined[:, :, 5:]], dim=2)
+    assert (neighbours.abs().sum(2) <= 1 + 1e-6).all()  # stable: sum_j |k_ij| <= 1
+    torch.testing.assert_close(combined.sum(2), torch.ones(2, 3, 6, 7))  # centre = 1 - sum_j k_ij
+
+
+def test_combine_kernels_stays_stable_for_any_convex_weights_and_steps():
+    g = torch.Generator().manual_seed(1)
+    guidance = [torch.randn(1, 4, 10, 10, generator=g) * 5 for _ in TASKS]
+    kernels = torch.stack([SpatialPropagation(4).kernel(x) for x in guidance], 1)  # (1, T, 9, H, W)
+    weights = torch.softmax(torch.randn(3, 3, generator=g) * 3, dim=1)
+    combined = combine_kernels(weights, kernels)  # (1, T, 9, H, W)
+    h0 = torch.randn(1, 2, 10, 10, generator=g)
+    for i in range(3):
+        centre = combined[:, i, 4].abs().max()
+        for steps in (1, 5, 25):
+            out = propagate(combined[:, i], h0, steps)
+            assert torch.isfinite(out).all()
+            assert out.abs().max() <= (1 + steps * centre) * h0.abs().max() + 1e-4
+
+
+def test_cross_task_cspn_mixing_weights_get_gradients():
+    torch.manual_seed(0)
+    block = CSPNPropagation(TASKS, 8, iterations=2)
+    features, initial = _signals()
+    out_f, out_i = block.propagate(features, initial)
+    sum(v.square().sum() for v in [*out_f.values(), *out_i.values()]).backward()
+    assert block.mixing_logits.grad is not None and block.mixing_logits.grad.abs().sum() > 0
 
 
 # ------------------------------------------------------------------------------------------ protocol

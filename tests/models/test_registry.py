@@ -61,7 +61,12 @@ def test_options_models_forbid_extra_keys():
 @pytest.mark.parametrize(
     ("name", "args", "message"),
     [
-        ("pap", {"similarity": "cosine"}, "'dot', 'l2' or 'l1'"),
+        ("pap", {"similarity": "cosine"}, "'dot', 'neg_sq_l2', 'neg_l2', 'l1' or 'l2'"),
+        ("pap", {"similarity": "neg_l2", "mode": "fused"}, "fused.*inner-product"),
+        ("pap", {"similarity": "l1", "mode": "fused"}, "fused.*inner-product"),
+        ("pap", {"propagation": "none", "cross_task": False}, "cross_task.*no effect"),
+        ("cross_stitch", {"cross_task": False}, "unknown key"),
+        ("pap", {"recon_input": "initial"}, "recon_input"),
         ("pap", {"propagation": "cross_stich"}, "'pap', 'cross_stitch', 'cspn' or 'none'"),
         ("pap", {"mode": "fast"}, "'auto', 'dense', 'fused' or 'chunked'"),
         ("pap", {"affinity_scale": 2}, "affinity_scale"),
@@ -84,8 +89,14 @@ def test_valid_args_reach_the_model():
     model = create_model("pap", num_classes=3, propagation="cspn", iterations=2, affinity_scale=16)
     assert isinstance(model, PAPNet) and model.propagation == "cspn" and model.affinity_scale == 16
     assert all(m.iterations == 2 for m in model.cspn.values())
-    model = create_model("pap", num_classes=3, similarity="l2", tasks=["depth", "normals"])
-    assert model.tasks == ("depth", "normals") and model.pap.similarity == "l2"
+    with pytest.warns(FutureWarning, match="neg_sq_l2"):  # the deprecated name still means the squared distance
+        model = create_model("pap", num_classes=3, similarity="l2", tasks=["depth", "normals"])
+    assert model.tasks == ("depth", "normals") and model.pap.similarity == "neg_sq_l2"
+    model = create_model("pap", num_classes=3, similarity="neg_l2", learn_beta=True, beta=0.95)
+    assert model.pap.similarity == "neg_l2" and model.pap.beta.shape == (3,)
+    model = create_model("cspn", num_classes=3, cross_task=False)
+    assert model.cspn.mixing_logits is None
+    assert create_model("cspn", num_classes=3).cspn.mixing_logits.shape == (3, 3)
 
 
 def test_tasks_none_means_the_variants_default():
@@ -155,3 +166,16 @@ def test_state_dict_names_of_the_propagation_blocks_are_kept():
     assert {"cspn.depth.affinity.weight", "cspn.semseg.affinity.bias"} <= keys["cspn"]
     none = set(create_model("pap", num_classes=3, propagation="none").state_dict())
     assert none == {k for k in keys["pap"] if not k.startswith("pap.")}
+
+
+def test_recon_input_features_only_reads_the_diffused_features():
+    torch.manual_seed(0)
+    both = create_model("pap", num_classes=3, task_channels=16, recon_channels=8, lateral_channels=8)
+    only = create_model(
+        "pap", num_classes=3, task_channels=16, recon_channels=8, lateral_channels=8, recon_input="features"
+    )
+    for task in both.tasks:  # the reconstruction's input layer: 2C [+ C_t] channels
+        assert only.recon[task].inp[0].in_channels == 16
+        assert both.recon[task].inp[0].in_channels == 16 + both.out_channels[task]
+    out = only(torch.randn(1, 3, 64, 96))
+    assert out["depth"].shape == (1, 1, 64, 96) and torch.isfinite(out["normals"]).all()

@@ -3,12 +3,20 @@
 Pattern-Affinitive Propagation (Zhang et al., CVPR 2019, sections 3 and 4.2-4.3). For T tasks with
 embeddings x_k (a learned 1x1 convolution of each task's features) over the N = H*W positions:
 
-* affinity of task k: ``M_k = row_softmax(S_k)`` with ``S_k[i, j] = s(x_k[i], x_k[j])``, where s is the
-  inner product (``"dot"``), ``-||x_i - x_j||^2`` (``"l2"``) or ``-||x_i - x_j||_1`` (``"l1"``);
+* affinity of task k: ``M_k = row_softmax(S_k)`` with ``S_k[i, j] = s(x_k[i], x_k[j])``, where s is (names
+  exact, :data:`SIMILARITIES`) the inner product ``"dot"`` (the paper's default), the negative squared
+  Euclidean distance ``"neg_sq_l2"`` = ``-||x_i - x_j||^2``, the negative Euclidean distance ``"neg_l2"`` =
+  ``-||x_i - x_j||`` (the paper's example e^{-||x_i - x_j||} after the softmax's exponential) or the negative
+  L1 distance ``"l1"`` = ``-||x_i - x_j||_1``. ``"l2"`` is a deprecated alias of ``"neg_sq_l2"`` (what it
+  always meant here), kept so that old configs and checkpoints mean what they meant; it warns;
 * cross-task combination (eq. 1): ``M̂_i = sum_k a_ik M_k`` with ``a_i = softmax(w_i)`` over the source
   tasks k, one set of weights per target task i (``cross_task=False``: ``a`` is the identity);
 * task-specific diffusion (eq. 2, 4): ``h^{t+1} = M̂_i pool(h^t)`` for t = 0..I-1, then
   ``h_out = beta h^I + (1 - beta) h^0``, for every signal of task i (initial prediction and features).
+  The paper writes ``h_out = alpha h^T + (1 - alpha) h^0`` and "sets the trade-off parameter to 0.05" without
+  saying which side it weights: ``beta=0.05`` reads it as the weight of the diffused signal (the default),
+  ``beta=0.95`` as the weight of the initial one; ``learn_beta=True`` learns one beta per target task,
+  ``sigmoid`` of a parameter, so it stays in [0, 1].
 
 With ``subsample=s`` the keys (x) and values (h) are max-pooled s x s (ceil mode: non-local networks'
 subsampling), so the matrices are N x M with M = ceil(H/s) * ceil(W/s); queries keep full resolution.
@@ -25,8 +33,8 @@ Cv diffused channels of all tasks together; "a set" is the T matrices, T*N*M flo
   (I sweeps forward, I backward; the last backward sweep forms the matrix gradient of all steps at once,
   ``dM̂_i = sum_t g_i^{t+1} (V_i^t)^T``): forward I*N*M*(T*C + Cv), training N*M*((2I+2)*T*C + 3*I*Cv),
   i.e. the scores are recomputed 2I-1 more times than in dense. Memory O(T*rows*M) for a chunk of rows.
-  The memory-lean path on CPU, and for ``"l1"``.
-* ``"fused"``: ``softmax(q k^T) v`` is scaled-dot-product attention with scale 1 (``"l2"`` through the
+  The memory-lean path on CPU, and for ``"l1"`` and ``"neg_l2"``.
+* ``"fused"``: ``softmax(q k^T) v`` is scaled-dot-product attention with scale 1 (``"neg_sq_l2"`` through the
   augmented vectors ``q = [x_i, 1]``, ``k = [2 x_j, -||x_j||^2]``: the row constant ``||x_i||^2`` cancels in
   the softmax), so every step is one :func:`torch.nn.functional.scaled_dot_product_attention` call with the
   T source tasks as heads. The kernels return ``M_k v`` only, and ``M̂_i h = sum_k a_ik (M_k h)``, so each
@@ -35,8 +43,17 @@ Cv diffused channels of all tasks together; "a set" is the T matrices, T*N*M flo
   are zero-padded to Cv there (forward I*T*N*M*2*Cv): on CPU this path costs several times the dense
   multiply-adds and ``"auto"`` prefers ``"chunked"``. On CUDA widths are padded to multiples of 8 for the
   flash / memory-efficient kernels.
-* ``"auto"``: ``"dense"`` when :func:`dense_bytes` fits ``memory_budget_mb``, otherwise ``"fused"`` on CUDA
-  (``"dot"``/``"l2"``) and ``"chunked"`` everywhere else (:func:`choose_mode`).
+  ``-||x - y||`` and ``-||x - y||_1`` have no inner-product form, so ``"neg_l2"`` and ``"l1"`` cannot be fused
+  (an explicit request is a :class:`ConfigError`).
+* ``"auto"``: of the exact paths the similarity allows, those whose estimated memory (:func:`mode_bytes`)
+  fits ``memory_budget_mb`` (default: :data:`BUDGET_FRACTION` of the device's free memory,
+  :func:`default_budget_mb`), the fastest *as measured on this machine*: the first call of a shape class
+  (device, similarity family, training or not, batch, tasks, iterations and the sizes rounded to powers of
+  two) times each candidate once on random inputs of that shape and caches the winner for the process
+  (:func:`choose_mode`, :func:`calibrated_mode`). When nothing fits, the leanest path (``"chunked"``). Under
+  CPU autocast ``"fused"`` is not a candidate (it would run in half precision where the others keep float32).
+  With deterministic algorithms on (``trainer.deterministic``) nothing is timed: the first that fits of dense,
+  chunked, fused (CPU) or dense, fused, chunked (CUDA), so that a rerun takes the same path.
 
 Dense and chunked compute in float32 (float64 stays float64) with autocast disabled, so the softmax is never
 taken in half precision; fused lets SDPA run in the autocast dtype (its kernels keep the softmax in float32).
@@ -45,7 +62,10 @@ taken in half precision; fused lets SDPA run in the autocast dtype (its kernels 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +74,16 @@ from torch.autograd.function import once_differentiable
 
 from tridense.errors import ConfigError
 
-SIMILARITIES: tuple[str, ...] = ("dot", "l2", "l1")
+#: Exact names of the similarities s(x_i, x_j) (see the module docstring).
+SIMILARITIES: tuple[str, ...] = ("dot", "neg_sq_l2", "neg_l2", "l1")
+#: Deprecated names -> the similarity they mean (``"l2"`` always was the squared distance).
+SIMILARITY_ALIASES: dict[str, str] = {"l2": "neg_sq_l2"}
+#: Similarities with an inner-product form (an exact SDPA path).
+INNER_PRODUCT: tuple[str, ...] = ("dot", "neg_sq_l2")
+#: Similarities computed as ``-cdist(q, k, p)`` on the dense and chunked paths: the norm p of each.
+CDIST_P: dict[str, float] = {"neg_l2": 2.0, "l1": 1.0}
+#: ``auto``'s default memory budget: this fraction of the device's free memory.
+BUDGET_FRACTION = 0.5
 MODES: tuple[str, ...] = ("auto", "dense", "fused", "chunked")
 #: Target size of one (B, T, rows, M) buffer of the dense and chunked paths, in MiB.
 DEFAULT_CHUNK_MB = 16.0
@@ -78,31 +107,62 @@ def pool_tokens(x: Tensor, size: tuple[int, int], subsample: int) -> Tensor:
     return pooled.flatten(2).transpose(1, 2).reshape(*lead, -1, c).contiguous()  # (..., M, C)
 
 
+def canonical_similarity(similarity: str) -> str:
+    """The exact name of ``similarity``: deprecated aliases (``"l2"``) map to theirs with a FutureWarning.
+
+    Raises:
+        ConfigError: for an unknown name.
+    """
+    if similarity in SIMILARITY_ALIASES:
+        name = SIMILARITY_ALIASES[similarity]
+        warnings.warn(
+            f"similarity {similarity!r} is deprecated: it is the negative squared distance, now named {name!r} "
+            f"(the unsquared -||x_i - x_j|| of the paper is 'neg_l2')",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return name
+    if similarity not in SIMILARITIES:
+        raise ConfigError(
+            f"unknown similarity {similarity!r}; valid: {', '.join(SIMILARITIES)} "
+            f"(deprecated: {', '.join(SIMILARITY_ALIASES)})"
+        )
+    return similarity
+
+
+def cdist_scores(q: Tensor, k: Tensor, p: float) -> Tensor:
+    """``-||q_i - k_j||_p`` of every pair, exact (no matrix-product shortcut for p = 2, whose gradient at a
+    zero distance would be unbounded): (..., n, C), (..., m, C) -> (..., n, m)."""
+    return -torch.cdist(q, k, p=p, compute_mode="donot_use_mm_for_euclid_dist")
+
+
 def pairwise_scores(q: Tensor, k: Tensor, similarity: str) -> Tensor:
     """Exact similarities s(q_i, k_j) of every pair: (..., n, C), (..., m, C) -> (..., n, m)."""
+    similarity = canonical_similarity(similarity)
     if similarity == "dot":
         return q @ k.transpose(-1, -2)  # (..., n, m)
-    if similarity == "l2":
+    if similarity == "neg_sq_l2":
         cross = q @ k.transpose(-1, -2)  # (..., n, m)
         return 2 * cross - q.square().sum(-1, keepdim=True) - k.square().sum(-1).unsqueeze(-2)
-    if similarity == "l1":
-        return -torch.cdist(q, k, p=1)  # (..., n, m)
-    raise ConfigError(f"unknown similarity {similarity!r}; valid: {', '.join(SIMILARITIES)}")
+    return cdist_scores(q, k, CDIST_P[similarity])  # (..., n, m)
 
 
 def attention_operands(q: Tensor, k: Tensor, similarity: str) -> tuple[Tensor, Tensor]:
     """Vectors whose inner product is the similarity up to a per-row constant (exact under the softmax).
 
-    ``"dot"``: (q, k). ``"l2"``: ``[q, 1]`` and ``[2k, -||k||^2]``, since
+    ``"dot"``: (q, k). ``"neg_sq_l2"``: ``[q, 1]`` and ``[2k, -||k||^2]``, since
     -||q - k||^2 = 2 q.k - ||k||^2 - ||q||^2.
     """
+    similarity = canonical_similarity(similarity)
     if similarity == "dot":
         return q, k
-    if similarity == "l2":
+    if similarity == "neg_sq_l2":
         q_aug = torch.cat([q, torch.ones_like(q[..., :1])], dim=-1)  # (..., n, C+1)
         k_aug = torch.cat([2 * k, -k.square().sum(-1, keepdim=True)], dim=-1)  # (..., m, C+1)
         return q_aug, k_aug
-    raise ConfigError(f"similarity {similarity!r} has no inner-product form; only 'dot' and 'l2' have one")
+    raise ConfigError(
+        f"similarity {similarity!r} has no inner-product form; only {', '.join(INNER_PRODUCT)} have one"
+    )
 
 
 def combine(weights: Tensor | None, matrices: Tensor) -> Tensor:
@@ -121,16 +181,176 @@ def dense_bytes(batch: int, tasks: int, n: int, m: int, *, training: bool, cross
     return sets * batch * tasks * n * m * 4
 
 
-def check_mode(mode: str, similarity: str) -> None:
-    """Raise :class:`ConfigError` for an unknown mode or similarity, or for ``"fused"`` with ``"l1"``."""
+def check_mode(mode: str, similarity: str) -> str:
+    """Validate ``mode`` and ``similarity``; returns the similarity's exact name (aliases resolved).
+
+    Raises:
+        ConfigError: an unknown mode or similarity, or ``"fused"`` with a similarity that has no
+            inner-product form (``"l1"``, ``"neg_l2"``).
+    """
     if mode not in MODES:
         raise ConfigError(f"unknown propagation mode {mode!r}; valid: {', '.join(MODES)}")
-    if similarity not in SIMILARITIES:
-        raise ConfigError(f"unknown similarity {similarity!r}; valid: {', '.join(SIMILARITIES)}")
-    if mode == "fused" and similarity == "l1":
+    similarity = canonical_similarity(similarity)
+    if mode == "fused" and similarity not in INNER_PRODUCT:
         raise ConfigError(
-            "mode 'fused' needs an inner-product similarity ('dot', 'l2'); use 'chunked' for 'l1'"
+            f"mode 'fused' needs an inner-product similarity ({', '.join(INNER_PRODUCT)}), got {similarity!r}; "
+            "use 'chunked' or 'dense'"
         )
+    return similarity
+
+
+def exact_modes(similarity: str) -> tuple[str, ...]:
+    """The exact paths that compute ``similarity``: dense and chunked always, fused for inner products."""
+    similarity = canonical_similarity(similarity)
+    return ("dense", "chunked", "fused") if similarity in INNER_PRODUCT else ("dense", "chunked")
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free memory of ``device``: CUDA's ``mem_get_info``, else the host's MemAvailable (4 GiB if unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def default_budget_mb(device: torch.device) -> float:
+    """``auto``'s default memory budget: :data:`BUDGET_FRACTION` of the free memory of ``device``, in MiB."""
+    return BUDGET_FRACTION * free_memory_bytes(device) / 2**20
+
+
+def mode_bytes(
+    mode: str,
+    *,
+    batch: int,
+    tasks: int,
+    n: int,
+    m: int,
+    channels: int,
+    value_channels: int,
+    iterations: int,
+    training: bool,
+    cross_task: bool = True,
+) -> int:
+    """Estimated peak bytes of one path's own buffers (float32), for ``auto``'s memory budget.
+
+    Dense: the matrices (:func:`dense_bytes`) and a chunk buffer set; chunked: a chunk buffer set; fused:
+    the per-head operands and outputs, O(T*N*(C + Cv)) (the SDPA kernels keep no N x M matrix). Training
+    adds the I step inputs h^t kept for the backward pass (B*N*Cv each) on every path.
+    """
+    chunk = 4 * int(DEFAULT_CHUNK_MB * 2**20)  # scores, probabilities, combination and their gradient
+    history = (iterations if training else 1) * batch * n * value_channels * 4
+    if mode == "dense":
+        return dense_bytes(batch, tasks, n, m, training=training, cross_task=cross_task) + chunk + history
+    if mode == "chunked":
+        return chunk + history
+    if mode == "fused":
+        width = channels + 1 + value_channels
+        return (3 if training else 2) * batch * tasks * (n + m) * width * 4 + history
+    raise ConfigError(f"mode_bytes: no estimate for mode {mode!r}; valid: dense, chunked, fused")
+
+
+#: Winners of the measured comparisons of :func:`calibrated_mode`, by shape class.
+_CALIBRATION: dict[tuple, str] = {}
+
+
+def _bucket(x: int) -> int:
+    """``x`` rounded up to a power of two (shape classes of the calibration cache)."""
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+def clear_calibration() -> None:
+    """Forget the measured winners (the next ``auto`` call of every shape class measures again)."""
+    _CALIBRATION.clear()
+
+
+def _time_mode(
+    mode: str,
+    *,
+    similarity: str,
+    batch: int,
+    tasks: int,
+    size: tuple[int, int],
+    subsample: int,
+    channels: int,
+    splits: Sequence[int],
+    iterations: int,
+    training: bool,
+    cross_task: bool,
+    device: torch.device,
+) -> float:
+    """Seconds of one diffusion (forward, and backward when training) with ``mode`` on random inputs.
+
+    A private generator draws the inputs, so the global random stream (the training's seeds) is untouched.
+    """
+    gen = torch.Generator(device=device).manual_seed(0)
+    n = size[0] * size[1]
+    x = torch.randn(batch, tasks, n, channels, device=device, generator=gen)  # (B, T, N, C)
+    v = torch.randn(batch, n, sum(splits), device=device, generator=gen)  # (B, N, Cv)
+    w = torch.full((tasks, tasks), 1.0 / tasks, device=device) if cross_task else None
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
+    best = math.inf
+    for _ in range(2):  # the first run warms the kernels up; the faster of two counts
+        xs, vs = x.clone().requires_grad_(training), v.clone().requires_grad_(training)
+        sync(device)
+        start = time.perf_counter()
+        with torch.set_grad_enabled(training):
+            h = diffuse(
+                xs, vs, splits, w, size=size, iterations=iterations, similarity=similarity,
+                subsample=subsample, mode=mode,
+            )  # fmt: skip
+            if training:
+                with torch.autocast(device.type, enabled=False):  # as in training: backward outside autocast
+                    h.float().sum().backward()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def calibrated_mode(
+    candidates: Sequence[str],
+    *,
+    similarity: str,
+    batch: int,
+    tasks: int,
+    size: tuple[int, int],
+    subsample: int,
+    channels: int,
+    splits: Sequence[int],
+    iterations: int,
+    training: bool,
+    cross_task: bool,
+    device: torch.device,
+    timer: Callable[..., float] | None = None,
+) -> str:
+    """The fastest of ``candidates`` for this shape class, measured once per process and cached.
+
+    Args:
+        candidates: exact modes that fit the budget (at least one).
+        timer: ``(mode, **shape) -> seconds`` (default: a timed run on random inputs, :func:`_time_mode`).
+    """
+    if len(candidates) == 1:
+        return candidates[0]
+    family = "inner" if similarity in INNER_PRODUCT else similarity
+    key = (
+        str(device), family, training, cross_task, tuple(candidates), batch, tasks, iterations, subsample,
+        _bucket(size[0] * size[1]), _bucket(channels), _bucket(sum(splits)),
+    )  # fmt: skip
+    if key not in _CALIBRATION:
+        timer = timer or _time_mode
+        shape = {
+            "similarity": similarity, "batch": batch, "tasks": tasks, "size": size, "subsample": subsample,
+            "channels": channels, "splits": tuple(splits), "iterations": iterations, "training": training,
+            "cross_task": cross_task, "device": device,
+        }  # fmt: skip
+        times = {mode: timer(mode, **shape) for mode in candidates}  # under the caller's autocast state
+        _CALIBRATION[key] = min(times, key=times.__getitem__)
+    return _CALIBRATION[key]
 
 
 def choose_mode(
@@ -144,18 +364,39 @@ def choose_mode(
     device: torch.device,
     training: bool,
     cross_task: bool = True,
-    memory_budget_mb: float = 256.0,
+    memory_budget_mb: float | None = None,
+    channels: int = 64,
+    value_channels: int = 64,
+    iterations: int = 4,
+    measure: Callable[[Sequence[str]], str] | None = None,
+    allow_fused: bool = True,
 ) -> str:
-    """Resolve ``"auto"``: dense if :func:`dense_bytes` <= budget, else fused (CUDA, dot/l2) or chunked.
+    """Resolve ``"auto"``: the fastest exact path whose :func:`mode_bytes` fits the budget.
 
-    Explicit modes are validated and returned unchanged (``"fused"`` with ``"l1"`` is an error).
+    Explicit modes are validated and returned unchanged (``"fused"`` without an inner-product form is an
+    error). For ``"auto"`` the exact paths of the similarity that fit ``memory_budget_mb`` (None:
+    :func:`default_budget_mb`) are the candidates; one is returned as is, several go to ``measure``
+    (``candidates -> mode``; :func:`diffuse` passes :func:`calibrated_mode`; None: the static order dense,
+    fused, chunked). Nothing fits: ``"chunked"``, the leanest. ``allow_fused=False`` leaves ``"fused"`` out of
+    ``auto``'s candidates (:func:`diffuse` does so under CPU autocast, where SDPA would run in half precision
+    while dense and chunked keep float32: the choice then never changes the numerics of a CPU run).
     """
-    check_mode(mode, similarity)
+    similarity = check_mode(mode, similarity)
     if mode != "auto":
         return mode
-    if dense_bytes(batch, tasks, n, m, training=training, cross_task=cross_task) <= memory_budget_mb * 2**20:
-        return "dense"
-    return "fused" if device.type == "cuda" and similarity != "l1" else "chunked"
+    budget = (default_budget_mb(device) if memory_budget_mb is None else memory_budget_mb) * 2**20
+    shape = {
+        "batch": batch, "tasks": tasks, "n": n, "m": m, "channels": channels, "value_channels": value_channels,
+        "iterations": iterations, "training": training, "cross_task": cross_task,
+    }  # fmt: skip
+    order = ("dense", "fused", "chunked") if device.type == "cuda" else ("dense", "chunked", "fused")
+    allowed = [md for md in exact_modes(similarity) if allow_fused or md != "fused"]
+    fits = [md for md in order if md in allowed and mode_bytes(md, **shape) <= budget]
+    if not fits:
+        return "chunked"
+    if len(fits) == 1 or measure is None:
+        return fits[0]
+    return measure(fits)
 
 
 def _pad_last(x: Tensor, width: int) -> Tensor:
@@ -220,18 +461,25 @@ class _Rows:
     """Rows of every ``M_k`` (softmax) and ``M̂_i`` for chunks of queries: rebuilt on demand, or cached.
 
     Args:
-        q, k: (B, T, N, D) queries and (B, T, M, D) keys (inner-product operands, or raw for ``l1``).
+        q, k: (B, T, N, D) queries and (B, T, M, D) keys (inner-product operands, or raw for a cdist score).
         weights: (T, T) cross-task weights, or None.
-        l1: scores are ``-||q - k||_1`` instead of ``q.k``.
+        p: scores are ``-||q - k||_p`` (:func:`cdist_scores`) instead of ``q.k``; None: inner product.
         rows: queries per chunk.
         cache: build all rows once and keep them (the dense mode).
         keep_probs: also keep ``M_k`` (needed for gradients when ``weights`` is given).
     """
 
     def __init__(
-        self, q: Tensor, k: Tensor, weights: Tensor | None, l1: bool, rows: int, cache: bool, keep_probs: bool
+        self,
+        q: Tensor,
+        k: Tensor,
+        weights: Tensor | None,
+        p: float | None,
+        rows: int,
+        cache: bool,
+        keep_probs: bool,
     ) -> None:
-        self.q, self.k, self.weights, self.l1 = q, k, weights, l1
+        self.q, self.k, self.weights, self.p = q, k, weights, p
         self.chunks = _chunks(q.shape[2], rows)
         self.probs: Tensor | None = None
         self.mixed: Tensor | None = None
@@ -251,7 +499,7 @@ class _Rows:
     def build(self, r: slice) -> tuple[Tensor, Tensor]:
         """Scores, softmax and combination of the query rows ``r``: 2 x (B, T, c, M)."""
         q_rows = self.q[:, :, r]  # (B, T, c, D)
-        scores = -torch.cdist(q_rows, self.k, p=1) if self.l1 else q_rows @ self.k.transpose(-1, -2)
+        scores = q_rows @ self.k.transpose(-1, -2) if self.p is None else cdist_scores(q_rows, self.k, self.p)
         probs = torch.softmax(scores, dim=-1)  # (B, T, c, M)
         del scores
         return probs, combine(self.weights, probs)
@@ -348,12 +596,10 @@ def _backward(
             del d_mixed
             d_scores = torch._softmax_backward_data(d_probs, probs, -1, probs.dtype)  # (B, T, c, M)
             del d_probs, probs
-            if rows.l1:
+            if rows.p is not None:
                 with torch.enable_grad():
                     q_leaf, k_leaf = q[:, :, r].detach().requires_grad_(True), k.detach().requires_grad_(True)
-                    gq, gk = torch.autograd.grad(
-                        -torch.cdist(q_leaf, k_leaf, p=1), (q_leaf, k_leaf), d_scores
-                    )
+                    gq, gk = torch.autograd.grad(cdist_scores(q_leaf, k_leaf, rows.p), (q_leaf, k_leaf), d_scores)
                 dq[:, :, r] = gq
                 dk += gk
             else:
@@ -377,11 +623,11 @@ class _Diffusion(torch.autograd.Function):
         iterations: int,
         size: tuple[int, int],
         subsample: int,
-        l1: bool,
+        p: float | None,
         rows: int,
         cache: bool,
     ) -> Tensor:
-        source = _Rows(q, k, weights, l1, rows, cache, keep_probs=True)
+        source = _Rows(q, k, weights, p, rows, cache, keep_probs=True)
         h, history = _iterate(source, values, splits, iterations, size, subsample)
         ctx.save_for_backward(q, k, weights, values)  # for autograd's check against in-place changes
         ctx.source, ctx.history, ctx.config = source, history, (splits, size, subsample)
@@ -408,7 +654,7 @@ def diffuse(
     similarity: str = "dot",
     subsample: int = 1,
     mode: str = "auto",
-    memory_budget_mb: float = 256.0,
+    memory_budget_mb: float | None = None,
     chunk_rows: int | None = None,
     key_embeddings: Tensor | None = None,
 ) -> Tensor:
@@ -421,10 +667,10 @@ def diffuse(
         weights: (T, T) cross-task weights [target, source], rows summing to one; None: no combination.
         size: the grid (H, W) of the N positions.
         iterations: diffusion steps I >= 0 (0 returns ``values``).
-        similarity: ``"dot"``, ``"l2"`` or ``"l1"``.
+        similarity: one of :data:`SIMILARITIES` (``"l2"``: deprecated alias of ``"neg_sq_l2"``).
         subsample: max-pool keys and values ``subsample`` x ``subsample`` (1: none).
         mode: ``"auto"``, ``"dense"``, ``"fused"`` or ``"chunked"`` (see the module docstring).
-        memory_budget_mb: the budget of ``"auto"`` for the dense matrices.
+        memory_budget_mb: the memory ``"auto"`` may spend (:func:`mode_bytes`); None: :func:`default_budget_mb`.
         chunk_rows: query rows per chunk (default: about ``DEFAULT_CHUNK_MB`` per (B, T, rows, M) buffer).
         key_embeddings: (B, T, N, C) separate key embeddings, so that ``S[i, j] = s(q_i, k_j)`` with
             q = ``embeddings`` and k = ``key_embeddings`` (GAD's ``theta(G) . phi(G)``); default: the queries
@@ -460,6 +706,19 @@ def diffuse(
     needs_grad = torch.is_grad_enabled() and any(
         x is not None and x.requires_grad for x in (embeddings, values, weights, key_embeddings)
     )
+    similarity = canonical_similarity(similarity)
+    splits = tuple(int(c) for c in splits)
+    if iterations == 0:
+        check_mode(mode, similarity)
+        return values
+
+    def measure(candidates: Sequence[str]) -> str:
+        return calibrated_mode(
+            candidates, similarity=similarity, batch=b, tasks=t, size=size, subsample=subsample,
+            channels=embeddings.shape[-1], splits=splits, iterations=iterations, training=needs_grad,
+            cross_task=weights is not None, device=embeddings.device,
+        )  # fmt: skip
+
     mode = choose_mode(
         mode,
         similarity=similarity,
@@ -471,10 +730,12 @@ def diffuse(
         training=needs_grad,
         cross_task=weights is not None,
         memory_budget_mb=memory_budget_mb,
+        channels=embeddings.shape[-1],
+        value_channels=sum(splits),
+        iterations=iterations,
+        measure=None if torch.are_deterministic_algorithms_enabled() else measure,  # reproducible: no timing
+        allow_fused=not (embeddings.device.type == "cpu" and torch.is_autocast_enabled("cpu")),
     )
-    if iterations == 0:
-        return values
-    splits = tuple(int(c) for c in splits)
     if mode == "fused":
         q_op, k_op = attention_operands(embeddings, keys, similarity)
         return _diffuse_fused(q_op, k_op, values, splits, weights, iterations, size, subsample)
@@ -482,15 +743,15 @@ def diffuse(
     with torch.autocast(embeddings.device.type, enabled=False):
         q, k, v = embeddings.to(dtype), keys.to(dtype), values.to(dtype)
         w = None if weights is None else weights.to(dtype)
-        l1 = similarity == "l1"
-        if not l1:
+        p = CDIST_P.get(similarity)
+        if p is None:
             q, k = attention_operands(q, k, similarity)
         rows = chunk_rows or max(1, int(DEFAULT_CHUNK_MB * 2**20 // (b * t * m * q.element_size())))
         rows, cache = min(rows, n), mode == "dense"
         if needs_grad:
-            h = _Diffusion.apply(q, k, w, v, splits, iterations, size, subsample, l1, rows, cache)
+            h = _Diffusion.apply(q, k, w, v, splits, iterations, size, subsample, p, rows, cache)
         else:
-            source = _Rows(q, k, w, l1, rows, cache, keep_probs=False)
+            source = _Rows(q, k, w, p, rows, cache, keep_probs=False)
             h, _ = _iterate(source, v, splits, iterations, size, subsample)
         return h.to(values.dtype)
 
@@ -519,15 +780,19 @@ class PatternAffinitivePropagation(nn.Module):
         in_channels: channels of each task's affinity-learning input (one int for all tasks, or one per task).
         affinity_channels: embedding channels C (default: half the smallest ``in_channels``, as 2C -> C).
         num_tasks: T, used when ``in_channels`` is one int.
-        similarity: ``"dot"`` (the paper's default), ``"l2"`` or ``"l1"``.
+        similarity: ``"dot"`` (the paper's default), ``"neg_sq_l2"``, ``"neg_l2"`` or ``"l1"``
+            (:data:`SIMILARITIES`; ``"l2"`` is a deprecated alias of ``"neg_sq_l2"``).
         cross_task: combine the tasks' matrices (eq. 1); False: the ablation "PAP w/o cross-task propagation".
         iterations: diffusion steps I (overridable per call).
-        beta: the trade-off of eq. 4, ``h_out = beta h^I + (1 - beta) h^0`` (paper: 0.05).
-        learn_beta: learn beta through a sigmoid (then 0 < beta < 1 is required).
+        beta: the trade-off of eq. 4, ``h_out = beta h^I + (1 - beta) h^0``: the weight of the *diffused*
+            signal. The paper's 0.05 read as the weight of the diffused signal is ``beta=0.05`` (default); read
+            as the weight of the initial signal it is ``beta=0.95``.
+        learn_beta: learn one beta per target task, ``sigmoid(logit)`` in [0, 1], starting at ``beta``
+            (then 0 < beta < 1 is required).
         self_logit: initial logit of a task's own matrix (others 0), so that a_ii dominates at the start.
         subsample: key/value max-pooling factor (the paper's 2: a quarter of the pairs; 1: all pairs).
         mode: ``"auto"``, ``"dense"``, ``"fused"`` or ``"chunked"``; see the module docstring.
-        memory_budget_mb: dense matrices allowed by ``"auto"`` (see :func:`dense_bytes`).
+        memory_budget_mb: memory ``"auto"`` may spend (:func:`mode_bytes`); None: a fraction of the free memory.
         chunk_rows: query rows per chunk of the chunked path (default: ~``DEFAULT_CHUNK_MB`` per buffer).
     """
 
@@ -545,7 +810,7 @@ class PatternAffinitivePropagation(nn.Module):
         self_logit: float = 1.0,
         subsample: int = 2,
         mode: str = "auto",
-        memory_budget_mb: float = 256.0,
+        memory_budget_mb: float | None = None,
         chunk_rows: int | None = None,
     ) -> None:
         super().__init__()
@@ -554,7 +819,7 @@ class PatternAffinitivePropagation(nn.Module):
         )
         if not channels or min(channels) < 1:
             raise ConfigError(f"in_channels must be positive (one per task), got {in_channels!r}")
-        check_mode(mode, similarity)
+        similarity = check_mode(mode, similarity)
         if not isinstance(iterations, int) or iterations < 0:
             raise ConfigError(f"iterations must be an integer >= 0, got {iterations!r}")
         if not isinstance(subsample, int) or subsample < 1:
@@ -577,15 +842,22 @@ class PatternAffinitivePropagation(nn.Module):
         else:
             self.register_parameter("mixing_logits", None)
         if learn_beta:
-            self.beta_logit = nn.Parameter(torch.tensor(math.log(beta / (1.0 - beta))))
+            self.beta_logit = nn.Parameter(torch.full((self.num_tasks,), math.log(beta / (1.0 - beta))))  # (T,)
         else:
             self.register_parameter("beta_logit", None)
         self._beta = float(beta)
 
     @property
     def beta(self) -> Tensor | float:
-        """The trade-off of eq. 4 (a scalar tensor when learned)."""
+        """The trade-off of eq. 4: a float, or (T,) one per target task when learned."""
         return self._beta if self.beta_logit is None else torch.sigmoid(self.beta_logit)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # Checkpoints from before per-task learned betas hold one scalar logit: give every task that value.
+        key = prefix + "beta_logit"
+        if self.beta_logit is not None and key in state_dict and state_dict[key].dim() == 0:
+            state_dict[key] = state_dict[key].expand(self.num_tasks).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def mixing_weights(self) -> Tensor | None:
         """Cross-task weights a [target, source], (T, T) with rows summing to one; None without cross-task."""
@@ -661,7 +933,10 @@ class PatternAffinitivePropagation(nn.Module):
             chunk_rows=self.chunk_rows,
         )
         if steps > 0:
-            h = self.beta * h + (1 - self.beta) * h0  # eq. 4
+            beta = self.beta
+            if isinstance(beta, Tensor):  # one per target task -> one per channel of h
+                beta = beta.repeat_interleave(torch.tensor(splits, device=beta.device)).to(h.dtype)  # (Cv,)
+            h = beta * h + (1 - beta) * h0  # eq. 4
         maps = h.transpose(1, 2).reshape(b, -1, height, width).split([s.shape[1] for s in flat], dim=1)
         out: list[Signal] = []
         pos = 0
@@ -709,6 +984,7 @@ class PatternAffinitivePropagation(nn.Module):
         return (
             f"tasks={self.num_tasks}, affinity_channels={self.affinity_channels}, "
             f"similarity={self.similarity!r}, "
-            f"cross_task={self.cross_task}, iterations={self.iterations}, beta={float(self.beta):.3g}, "
+            f"cross_task={self.cross_task}, iterations={self.iterations}, "
+            f"beta={'learned' if self.beta_logit is not None else format(self._beta, '.3g')}, "
             f"subsample={self.subsample}, mode={self.mode!r}"
         )

@@ -11,8 +11,9 @@ steps of blocks that iterate (a no-op for the others). Blocks are built by name 
 :func:`build_propagation`; a new kind registers its builder with :func:`register_propagation`.
 
 Kinds: ``"pap"`` (:class:`~tridense.layers.affinity.PatternAffinitivePropagation`, cross-task affinities
-diffusing both signals), ``"cross_stitch"`` (linear mixing of the features, Misra et al.), ``"cspn"`` (one
-local spatial propagation per task diffusing both signals, Cheng et al.), ``"none"`` (identity).
+diffusing both signals), ``"cross_stitch"`` (linear mixing of the features, Misra et al.), ``"cspn"`` (local
+spatial propagation, Cheng et al., diffusing both signals; per-task kernels combined across tasks by default),
+``"none"`` (identity).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from torch import Tensor, nn
 from tridense.errors import ConfigError
 from tridense.layers.affinity import PatternAffinitivePropagation
 from tridense.layers.cross_stitch import CrossStitch
-from tridense.layers.cspn import SpatialPropagation
+from tridense.layers.cspn import SpatialPropagation, combine_kernels
+from tridense.layers.cspn import propagate as cspn_propagate
 
 TaskMaps = dict[str, Tensor]
 
@@ -89,29 +91,67 @@ class CrossStitchPropagation(CrossStitch):
 
 
 class CSPNPropagation(nn.ModuleDict):
-    """One CSPN per task (guided by the task's features), diffusing its initial prediction and features.
+    """One CSPN kernel per task (from the task's features), diffusing its initial prediction and features.
 
-    Parameters are named ``<task>.affinity.*``.
+    With ``cross_task`` (default) each task diffuses with the convex combination of all tasks' normalised
+    kernels, ``K̂_i = sum_k a_ik K_k``, ``a_i = softmax(w_i)`` (:func:`~tridense.layers.cspn.combine_kernels`,
+    the local analogue of PAP's eq. 1; stable, since a convex combination of stable kernels is stable);
+    ``cross_task=False``: each task keeps its own kernel (the CSPN of Cheng et al. per task).
+    Parameters are named ``<task>.affinity.*`` and ``mixing_logits`` ([target, source], initialised to
+    ``self_logit`` on the diagonal and 0 elsewhere, so a task's own kernel dominates at the start).
     """
 
-    def __init__(self, tasks: Sequence[str], channels: int, iterations: int = 4) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        channels: int,
+        iterations: int = 4,
+        cross_task: bool = True,
+        self_logit: float = 1.0,
+    ) -> None:
         super().__init__({t: SpatialPropagation(channels, iterations) for t in tasks})
         self.tasks = tuple(tasks)
+        self.iterations, self.cross_task = iterations, cross_task
+        if cross_task:
+            self.mixing_logits = nn.Parameter(self_logit * torch.eye(len(self.tasks)))
+        else:
+            self.register_parameter("mixing_logits", None)
+
+    def mixing_weights(self) -> Tensor | None:
+        """Cross-task weights a [target, source], (T, T) with rows summing to one; None without cross-task."""
+        return None if self.mixing_logits is None else torch.softmax(self.mixing_logits, dim=1)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # A checkpoint of the per-task CSPN (before cross-task kernels) has no mixing logits: load it with
+        # logits whose softmax is exactly the identity, so the model computes what it was trained to.
+        key = prefix + "mixing_logits"
+        if self.mixing_logits is not None and key not in state_dict:
+            state_dict[key] = 1e4 * torch.eye(len(self.tasks))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def kernels(self, features: Mapping[str, Tensor]) -> Tensor:
+        """The kernels each task diffuses with: (B, T, 9, h, w), combined across tasks when ``cross_task``."""
+        own = torch.stack([self[t].kernel(features[t]) for t in self.tasks], dim=1)  # (B, T, 9, h, w)
+        weights = self.mixing_weights()
+        return own if weights is None else combine_kernels(weights, own)
 
     def propagate(
         self, features: Mapping[str, Tensor], initial: Mapping[str, Tensor], iterations: int | None = None
     ) -> tuple[TaskMaps, TaskMaps]:
+        steps = self.iterations if iterations is None else iterations
+        kernels = self.kernels(features)  # (B, T, 9, h, w)
         out_f, out_i = {}, {}
-        for task in self.tasks:
+        for i, task in enumerate(self.tasks):
             c = initial[task].shape[1]
             both = torch.cat([initial[task], features[task]], dim=1)  # (B, C_t + C, h, w)
-            both = self[task](features[task], both, iterations)
+            both = cspn_propagate(kernels[:, i], both, steps)
             out_i[task], out_f[task] = both[:, :c], both[:, c:]
         return out_f, out_i
 
     def set_iterations(self, iterations: int) -> None:
-        for module in self.values():
-            module.iterations = iterations
+        self.iterations = iterations
+        for task in self.tasks:
+            self[task].iterations = iterations
 
 
 class NoPropagation(nn.Module):

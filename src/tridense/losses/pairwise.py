@@ -4,9 +4,13 @@ For S random pairs (i, j) of valid pixels per task and image, the distance betwe
 d̂_ij = ||ẑ_i - ẑ_j|| should equal the distance between the ground truths d_ij = ||z_i - z_j||:
 L = mean over pairs of |d̂_ij - d_ij|. Values: depth in metres (scalar), unit normal vectors, and for
 segmentation the class-probability vector of the prediction against the one-hot ground truth
-(:func:`tridense.tasks.task_maps`). The paper
-writes a sum over the S pairs; the mean keeps the term's scale independent of S (with S = 300 the two
-differ by a constant factor that the weight 0.2 absorbs).
+(:func:`tridense.tasks.task_maps`).
+
+The paper writes a *sum* over the S pairs; this is the *mean*, which keeps the term's scale independent of
+S but makes it S times smaller than the paper's term at the same weight: at S = 300 and ξ = 0.2 the
+pair-wise gradient is 1/300 of the paper's relative to the task terms. The weight does not absorb that
+factor (the paper's balance on the mean is ξ = 0.2 * S = 60); the configs keep 0.2 on the mean, a
+deliberate, documented difference (docs/models.md).
 """
 
 from __future__ import annotations
@@ -63,7 +67,10 @@ def pairwise_loss(
 
 @register_extra_loss("pairwise")
 class PairwiseLoss(nn.Module):
-    """The pair-wise term of every task, each weighted by ``weight`` (PAP eq. 5: 0.2), named ``pairwise/<task>``."""
+    """The pair-wise term of every task, each weighted by ``weight``, named ``pairwise/<task>``.
+
+    ``weight`` multiplies the mean over the pairs (PAP's eq. 5 has ξ = 0.2 on the sum; see the module).
+    """
 
     def __init__(self, tasks: Sequence[str], *, weight: float = 0.2, pairs: int = 300) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ from torch import nn
 
 from tridense.data.sample import TASKS
 from tridense.errors import ConfigError
+from tridense.layers.affinity import INNER_PRODUCT, SIMILARITY_ALIASES, canonical_similarity
 from tridense.layers.blocks import ConvBNReLU, ResidualBlock, UpProjection, upsample_to
 from tridense.layers.propagation import PROPAGATIONS, Propagation, build_propagation
 from tridense.models.encoder import Encoder, EncoderOptions
@@ -40,7 +41,12 @@ from tridense.tasks import activate, check_tasks, task_spec
 
 AFFINITY_SCALES = (4, 8, 16)
 #: Options of PAP's propagation that only ``propagation="pap"`` uses.
-PAP_ONLY = ("similarity", "cross_task", "beta", "learn_beta", "subsample", "mode", "affinity_channels")
+PAP_ONLY = (
+    "similarity", "beta", "learn_beta", "subsample", "mode", "affinity_channels", "memory_budget_mb",
+)  # fmt: skip
+#: What the reconstruction network reads: the diffused features and the diffused initial prediction
+#: (``"features_and_initial"``, the default), or the diffused features only, as the paper's Fig. 2.
+RECON_INPUTS = ("features_and_initial", "features")
 
 
 class TaskNetwork(nn.Module):
@@ -91,9 +97,11 @@ class PAPNet(nn.Module):
         affinity_channels: width C of the affinity embedding (default task_channels / 2).
         lateral_channels: width of each projected encoder level before fusion.
         propagation: ``"pap"``, ``"cross_stitch"``, ``"cspn"`` or ``"none"``.
-        similarity, cross_task, iterations, beta, learn_beta, subsample, mode: see
-            :class:`~tridense.layers.affinity.PatternAffinitivePropagation` (``iterations`` also drives CSPN).
+        similarity, cross_task, iterations, beta, learn_beta, subsample, mode, memory_budget_mb: see
+            :class:`~tridense.layers.affinity.PatternAffinitivePropagation` (``iterations`` and
+            ``cross_task`` also drive CSPN: per-task kernels combined across tasks, or not).
         reconstruction: use the reconstruction network (else the diffused initial prediction is final).
+        recon_input: :data:`RECON_INPUTS`: ``"features_and_initial"`` (default) or ``"features"`` (paper).
         recon_channels: width of the reconstruction network.
         min_depth: lower bound of predicted depth (metres).
     """
@@ -116,7 +124,9 @@ class PAPNet(nn.Module):
         learn_beta: bool = False,
         subsample: int = 2,
         mode: str = "auto",
+        memory_budget_mb: float | None = None,
         reconstruction: bool = True,
+        recon_input: str = "features_and_initial",
         recon_channels: int = 32,
         min_depth: float = 1e-3,
     ) -> None:
@@ -128,6 +138,8 @@ class PAPNet(nn.Module):
             raise ConfigError(f"unknown propagation {propagation!r}; valid: {list(PROPAGATIONS)}")
         if propagation != "pap" and affinity_channels is not None:
             raise ConfigError(f"affinity_channels has no effect with propagation={propagation!r}")
+        if recon_input not in RECON_INPUTS:
+            raise ConfigError(f"unknown recon_input {recon_input!r}; valid: {list(RECON_INPUTS)}")
         self.encoder = encoder
         self.num_classes = num_classes
         self.affinity_scale = affinity_scale
@@ -162,23 +174,23 @@ class PAPNet(nn.Module):
                 "learn_beta": learn_beta,
                 "subsample": subsample,
                 "mode": mode,
+                "memory_budget_mb": memory_budget_mb,
             }
         elif propagation == "cspn":
-            options = {"iterations": iterations}
+            options = {"iterations": iterations, "cross_task": cross_task}
         # Registered under its kind's name, so parameters are named ``pap.*``, ``cross_stitch.*``, ``cspn.*``.
         self.add_module(
             propagation, build_propagation(propagation, tasks=self.tasks, channels=task_channels, **options)
         )
 
-        self.reconstruction = reconstruction
+        self.reconstruction, self.recon_input = reconstruction, recon_input
         if reconstruction:
+            extra = {t: self.out_channels[t] if recon_input == "features_and_initial" else 0 for t in self.tasks}
             stages = int(math.log2(affinity_scale)) - 1
             self.shared_up = nn.ModuleList(UpProjection(recon_channels, recon_channels // 2) for _ in range(stages))
             self.recon = nn.ModuleDict(
                 {
-                    t: Reconstruction(
-                        task_channels + self.out_channels[t], recon_channels, self.out_channels[t], stages, t
-                    )
+                    t: Reconstruction(task_channels + extra[t], recon_channels, self.out_channels[t], stages, t)
                     for t in self.tasks
                 }
             )
@@ -216,7 +228,10 @@ class PAPNet(nn.Module):
         }
         for task in self.tasks:
             if self.reconstruction:
-                raw = self.recon[task](torch.cat([features[task], diffused[task]], dim=1), self.shared_up)
+                inputs = [features[task], diffused[task]] if self.recon_input == "features_and_initial" else [
+                    features[task]
+                ]
+                raw = self.recon[task](torch.cat(inputs, dim=1), self.shared_up)  # (B, 2C [+ C_t], h, w)
             else:
                 raw = diffused[task]
             out[task] = activate(task, upsample_to(raw, size), min_depth=self.min_depth)
@@ -257,6 +272,7 @@ class PAPNetOptions(EncoderOptions):
     task_channels: int = Field(64, ge=2)
     lateral_channels: int = Field(32, ge=1)
     reconstruction: bool = True
+    recon_input: Literal["features_and_initial", "features"] = "features_and_initial"
     recon_channels: int = Field(32, ge=2)
     min_depth: float = Field(1e-3, gt=0)
 
@@ -266,47 +282,74 @@ class CrossStitchOptions(PAPNetOptions):
 
 
 class CSPNOptions(PAPNetOptions):
-    """``model.args`` of ``cspn``: the architecture and the diffusion steps."""
+    """``model.args`` of ``cspn``: the architecture, the diffusion steps and the cross-task kernel mixing."""
 
     iterations: int = Field(4, ge=0)
+    cross_task: bool = True
 
 
 class PAPOptions(CSPNOptions):
     """``model.args`` of ``pap`` and its fixed-encoder variants.
 
     ``propagation`` selects the block (Table 2's baselines in PAP's place); PAP's own options
-    (:data:`PAP_ONLY`) are refused for the other kinds, and ``iterations`` for ``cross_stitch`` / ``none``.
+    (:data:`PAP_ONLY`) are refused for the other kinds, and ``iterations`` / ``cross_task`` for
+    ``cross_stitch`` / ``none``. ``similarity: l2`` is read as its exact name ``neg_sq_l2`` (with a
+    FutureWarning); ``beta`` is the weight of the *diffused* signal in eq. 4 (0.05: the default reading of the
+    paper's "trade-off parameter 0.05"; 0.95: the other reading), ``learn_beta`` learns one per task.
     """
 
     propagation: Literal["pap", "cross_stitch", "cspn", "none"] = "pap"
-    similarity: Literal["dot", "l2", "l1"] = "dot"
+    similarity: Literal["dot", "neg_sq_l2", "neg_l2", "l1", "l2"] = "dot"
     cross_task: bool = True
     beta: float = Field(0.05, ge=0.0, le=1.0)
     learn_beta: bool = False
     subsample: int = Field(2, ge=1)
     mode: Literal["auto", "dense", "fused", "chunked"] = "auto"
     affinity_channels: int | None = Field(None, ge=1)
+    memory_budget_mb: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _no_dead_keys(self) -> PAPOptions:
         given = self.model_fields_set
         if self.propagation != "pap":
             dead = sorted(given & set(PAP_ONLY))
-            if self.propagation in ("cross_stitch", "none") and "iterations" in given:
-                dead.append("iterations")
+            if self.propagation in ("cross_stitch", "none"):
+                dead += sorted(given & {"iterations", "cross_task"})
             if dead:
                 raise ValueError(
                     f"{dead} have no effect with propagation={self.propagation!r} "
-                    f"({list(PAP_ONLY)} are PAP's; iterations drives 'pap' and 'cspn')"
+                    f"({list(PAP_ONLY)} are PAP's; iterations and cross_task drive 'pap' and 'cspn')"
                 )
+        if self.similarity in SIMILARITY_ALIASES:
+            self.similarity = canonical_similarity(self.similarity)
+        if self.mode == "fused" and self.similarity not in INNER_PRODUCT:
+            raise ValueError(
+                f"mode 'fused' needs an inner-product similarity {list(INNER_PRODUCT)}, got {self.similarity!r}"
+            )
         if self.learn_beta and not 0.0 < self.beta < 1.0:
             raise ValueError(f"learn_beta needs 0 < beta < 1, got beta={self.beta}")
         return self
 
 
 #: Loss terms PAP is trained with unless a config names them: the initial predictions supervised like the
-#: final ones (section 4.4) and the pair-wise affinity loss (eq. 5, weight 0.2, 300 pairs).
+#: final ones (section 4.4) and the pair-wise affinity loss (eq. 5's ξ = 0.2, S = 300 pairs). The task terms
+#: keep ``loss.weights`` (default 1 each: the ``"unit"`` weighting of :data:`LOSS_WEIGHTINGS`).
+#: The pair-wise term is the *mean* over the S pairs (:func:`~tridense.losses.pairwise.pairwise_loss`), not
+#: the paper's sum: at S = 300 it is 300 times smaller than the paper's term at the same ξ; nothing absorbs
+#: that factor, so the paper's balance would need ξ = 60 on the mean. The configs keep ξ = 0.2 on the mean.
 PAP_LOSS = {"aux_weights": {"initial": 1.0}, "extra": {"pairwise": {"weight": 0.2, "pairs": 300}}}
+#: Named weightings λ of the task terms (``loss.weights``, applied to the final and the initial prediction):
+#: ``"eq5"``: the paper's λ_i = 1/3 (eq. 5, section 5.1), which the PAP table configs under ``configs/pap``
+#: use; ``"unit"``: 1, the built-in default (``loss.weights: {}``), which makes the pair-wise term three
+#: times weaker relative to the task terms than eq. 5.
+LOSS_WEIGHTINGS: dict[str, float] = {"eq5": 1.0 / 3.0, "unit": 1.0}
+
+
+def task_loss_weights(weighting: str, tasks: Sequence[str]) -> dict[str, float]:
+    """``loss.weights`` of the named ``weighting`` (:data:`LOSS_WEIGHTINGS`) for ``tasks``."""
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ConfigError(f"unknown loss weighting {weighting!r}; valid: {list(LOSS_WEIGHTINGS)}")
+    return {t: LOSS_WEIGHTINGS[weighting] for t in tasks}
 #: Table 2's baselines keep PAP's training (the initial stage and the pair-wise term) to isolate the block.
 PAP_VARIANT = {"aux_stages": ("initial",), "default_loss": PAP_LOSS}
 
