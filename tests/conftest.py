@@ -39,3 +39,13 @@ def _seed_and_threads() -> None:
     # two threads mostly wait for each other.
     torch.set_num_threads(1)
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_deterministic_algorithms():
+    """A run with ``trainer.deterministic=true`` turns deterministic algorithms on for the whole process
+    (Lightning never turns them off): restore the flag so later tests see the default."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
