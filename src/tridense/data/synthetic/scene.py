@@ -356,25 +356,13 @@ def build_wall_item(
     up = np.array([0.0, 0.0, 1.0])
     half = np.array([w / 2, h / 2])
     cid = C[name]
+    fittings: list[Primitive] = []
     if name == "door":
         mat = wood(rng, vertical=True) if rng.random() < 0.6 else paint(rng, light=rng.random() < 0.5)
         knob_side = 1 if rng.random() < 0.5 else -1
         knob = origin + along * (pos + knob_side * (w / 2 - 0.08)) + inward * 0.06 + np.array([0, 0, 1.0])
-        return [
-            Quad(
-                center=center,
-                axis_u=along,
-                axis_v=up,
-                hu=w / 2,
-                hv=h / 2,
-                class_id=cid,
-                instance_id=instance_id,
-                material=mat,
-                occluder=False,
-            ),
-            Sphere(center=knob, radius=0.03, class_id=cid, instance_id=instance_id, material=metal(rng)),
-        ]
-    if name == "window":
+        fittings.append(Sphere(center=knob, radius=0.03, class_id=cid, instance_id=instance_id, material=metal(rng)))
+    elif name == "window":
         sky_top = _jitter(rng, (0.55, 0.72, 0.98), 0.15)
         sky_bottom = _jitter(rng, (0.92, 0.95, 1.0), 0.05)
         frame = _random_color(rng, 0.6, 0.95) if rng.random() < 0.7 else wood(rng).colors[0]
@@ -384,34 +372,21 @@ def build_wall_item(
             salt=int(rng.integers(1 << 30)),
             extras={"half": half, "glass": True},
         )
-        return [
-            Quad(
-                center=center,
-                axis_u=along,
-                axis_v=up,
-                hu=w / 2,
-                hv=h / 2,
-                class_id=cid,
-                instance_id=instance_id,
-                material=mat,
-                occluder=False,
-            )
-        ]
-    colors = np.stack([_random_color(rng, 0.05, 0.95) for _ in range(3)] + [_random_color(rng, 0.05, 0.5)])
-    mat = Material("picture", colors, salt=int(rng.integers(1 << 30)), extras={"half": half})
-    return [
-        Quad(
-            center=center,
-            axis_u=along,
-            axis_v=up,
-            hu=w / 2,
-            hv=h / 2,
-            class_id=cid,
-            instance_id=instance_id,
-            material=mat,
-            occluder=False,
-        )
-    ]
+    else:
+        colors = np.stack([_random_color(rng, 0.05, 0.95) for _ in range(3)] + [_random_color(rng, 0.05, 0.5)])
+        mat = Material("picture", colors, salt=int(rng.integers(1 << 30)), extras={"half": half})
+    panel = Quad(
+        center=center,
+        axis_u=along,
+        axis_v=up,
+        hu=w / 2,
+        hv=h / 2,
+        class_id=cid,
+        instance_id=instance_id,
+        material=mat,
+        occluder=False,
+    )
+    return [panel, *fittings]
 
 
 # --------------------------------------------------------------------------------------------------
