@@ -201,18 +201,25 @@ def _normal_cells(r: dict) -> list[str]:
     return [*cells, _f(r, "normals_instance", "mean", 1, 2), _f(r, "normals_instance", "within_11.25", 1, 1)]
 
 
-def _table_lines(
-    rows: dict[str, dict | None], table: str, cells: Callable[[dict], list[str]], width: int
+def _section(
+    rows: dict[str, dict | None],
+    table: str,
+    title: str,
+    columns: list[str],
+    cells: Callable[[dict], list[str]],
+    note: str | None = None,
 ) -> list[str]:
-    """The markdown lines of the rows of ``table`` that ran: label, config, the ``width`` metric ``cells`` of
-    its results and its minutes (``failed`` and empty cells for a failed run)."""
-    lines = []
+    """The markdown section of one ``table``: its title, ``note``, header (the metric ``columns``) and a line
+    per row that ran: label, config, the ``cells`` of its results and its minutes (``failed`` and empty
+    cells for a failed run)."""
+    lines = ["", f"## {title}", "", *([note, ""] if note else [])]
+    lines += ["| " + " | ".join(["row", "config", *columns, "minutes"]) + " |", "|---" * (len(columns) + 3) + "|"]
     for stem, kind, label in ROWS:
         if kind != table or stem not in rows:
             continue
         row = rows[stem]
         if row is None:
-            lines.append(f"| {label} | `{stem}` | failed |" + " |" * width)
+            lines.append(f"| {label} | `{stem}` | failed |" + " |" * len(columns))
             continue
         lines.append(f"| {label} | `{stem}` | " + " | ".join(cells(row["results"])) + f" | {row['seconds'] / 60:.1f} |")
     return lines
@@ -231,35 +238,39 @@ def report(rows: dict[str, dict | None], args: argparse.Namespace, steps: int, t
         f"{args.val_length} validation scenes (validated every {max(steps // 2, 1)} steps) is tested on "
         f"{args.test_length} test scenes. The step count is the largest that fits the whole set in "
         f"{args.minutes:g} minutes at the step times measured below.",
-        "",
-        "## Segmentation (Table 1 and the base architectures)",
-        "",
-        "mIoU and pixel accuracy in percent; boundary precision / recall / F-measure (BSDS-style, tolerance 0.0075 "
-        "of the diagonal); mean background confusion (share of a class's pixels predicted as background, percent).",
-        "",
-        "| row | config | mIoU ↑ | pixel acc ↑ | boundary P ↑ | boundary R ↑ | boundary F ↑ | bg confusion ↓ "
-        "| minutes |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += _table_lines(rows, "seg", _seg_cells, 6)
-    lines += [
-        "",
-        "## Depth (Table 3 metrics, `asm-2d3ds` protocol: pixel-pooled, strict accuracies)",
-        "",
-        "| row | config | abs rel ↓ | sq rel ↓ | rmse ↓ | rmse log ↓ | δ<1.25^⅛ ↑ | δ<1.25^¼ ↑ | δ<1.25^½ ↑ | δ<1.25 ↑ "
-        "| δ<1.25² ↑ | inst. abs rel ↓ | inst. rmse ↓ | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += _table_lines(rows, "depth", _depth_cells, 11)
-    lines += [
-        "",
-        "## Normals (Table 4 metrics, `asm-2d3ds` protocol: pooled, thresholds inclusive)",
-        "",
-        "| row | config | mean ↓ | median ↓ | ≤2.8125° ↑ | ≤5.625° ↑ | ≤11.25° ↑ | ≤22.5° ↑ | ≤30° ↑ | inst. mean ↓ "
-        "| inst. ≤11.25° ↑ | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += _table_lines(rows, "normals", _normal_cells, 9)
+    lines += _section(
+        rows,
+        "seg",
+        "Segmentation (Table 1 and the base architectures)",
+        ["mIoU ↑", "pixel acc ↑", "boundary P ↑", "boundary R ↑", "boundary F ↑", "bg confusion ↓"],
+        _seg_cells,
+        note="mIoU and pixel accuracy in percent; boundary precision / recall / F-measure (BSDS-style, tolerance "
+        "0.0075 of the diagonal); mean background confusion (share of a class's pixels predicted as background, "
+        "percent).",
+    )
+    lines += _section(
+        rows,
+        "depth",
+        "Depth (Table 3 metrics, `asm-2d3ds` protocol: pixel-pooled, strict accuracies)",
+        [
+            *("abs rel ↓", "sq rel ↓", "rmse ↓", "rmse log ↓"),
+            *("δ<1.25^⅛ ↑", "δ<1.25^¼ ↑", "δ<1.25^½ ↑", "δ<1.25 ↑", "δ<1.25² ↑"),
+            *("inst. abs rel ↓", "inst. rmse ↓"),
+        ],
+        _depth_cells,
+    )
+    lines += _section(
+        rows,
+        "normals",
+        "Normals (Table 4 metrics, `asm-2d3ds` protocol: pooled, thresholds inclusive)",
+        [
+            *("mean ↓", "median ↓"),
+            *("≤2.8125° ↑", "≤5.625° ↑", "≤11.25° ↑", "≤22.5° ↑", "≤30° ↑"),
+            *("inst. mean ↓", "inst. ≤11.25° ↑"),
+        ],
+        _normal_cells,
+    )
     lines += ["", "## Training-step time", "", "| row | seconds per step |", "|---|---|"]
     lines += [f"| `{stem}` | {seconds:.3f} |" for stem, seconds in timing.items()]
     ratios = []
