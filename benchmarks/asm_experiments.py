@@ -31,6 +31,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,53 @@ def _f(results: dict, name: str, key: str, scale: float = 1.0, digits: int = 3) 
     return "-" if value is None else f"{value * scale:.{digits}f}"
 
 
+def _seg_cells(r: dict) -> list[str]:
+    return [
+        _f(r, "semseg", "miou", 100, 1),
+        _f(r, "semseg", "pixel_acc", 100, 1),
+        _f(r, "semseg_boundary", "precision"),
+        _f(r, "semseg_boundary", "recall"),
+        _f(r, "semseg_boundary", "fmeasure"),
+        _f(r, "semseg_background", "mean_background_confusion", 100, 1),
+    ]
+
+
+def _depth_cells(r: dict) -> list[str]:
+    cells = [_f(r, "depth", k) for k in ("abs_rel", "sq_rel", "rmse", "rmse_log")]
+    cells += [_f(r, "depth", k) for k in ("delta0.125", "delta0.25", "delta0.5", "delta1", "delta2")]
+    return [*cells, _f(r, "depth_instance", "abs_rel"), _f(r, "depth_instance", "rmse")]
+
+
+def _normal_cells(r: dict) -> list[str]:
+    cells = [_f(r, "normals", "mean", 1, 2), _f(r, "normals", "median", 1, 2)]
+    cells += [_f(r, "normals", f"within_{t}", 1, 1) for t in ("2.8125", "5.625", "11.25", "22.5", "30")]
+    return [*cells, _f(r, "normals_instance", "mean", 1, 2), _f(r, "normals_instance", "within_11.25", 1, 1)]
+
+
+def _section(
+    rows: dict[str, dict | None],
+    table: str,
+    title: str,
+    columns: list[str],
+    cells: Callable[[dict], list[str]],
+    note: str | None = None,
+) -> list[str]:
+    """The markdown section of one ``table``: its title, ``note``, header (the metric ``columns``) and a line
+    per row that ran: label, config, the ``cells`` of its results and its minutes (``failed`` and empty
+    cells for a failed run)."""
+    lines = ["", f"## {title}", "", *([note, ""] if note else [])]
+    lines += ["| " + " | ".join(["row", "config", *columns, "minutes"]) + " |", "|---" * (len(columns) + 3) + "|"]
+    for stem, kind, label in ROWS:
+        if kind != table or stem not in rows:
+            continue
+        row = rows[stem]
+        if row is None:
+            lines.append(f"| {label} | `{stem}` | failed |" + " |" * len(columns))
+            continue
+        lines.append(f"| {label} | `{stem}` | " + " | ".join(cells(row["results"])) + f" | {row['seconds'] / 60:.1f} |")
+    return lines
+
+
 def report(rows: dict[str, dict | None], args: argparse.Namespace, steps: int, timing: dict[str, float]) -> str:
     command = "python benchmarks/asm_experiments.py" + ("" if args.steps is None else f" --steps {args.steps}")
     lines = [
@@ -190,70 +238,39 @@ def report(rows: dict[str, dict | None], args: argparse.Namespace, steps: int, t
         f"{args.val_length} validation scenes (validated every {max(steps // 2, 1)} steps) is tested on "
         f"{args.test_length} test scenes. The step count is the largest that fits the whole set in "
         f"{args.minutes:g} minutes at the step times measured below.",
-        "",
-        "## Segmentation (Table 1 and the base architectures)",
-        "",
-        "mIoU and pixel accuracy in percent; boundary precision / recall / F-measure (BSDS-style, tolerance 0.0075 "
-        "of the diagonal); mean background confusion (share of a class's pixels predicted as background, percent).",
-        "",
-        "| row | config | mIoU ↑ | pixel acc ↑ | boundary P ↑ | boundary R ↑ | boundary F ↑ | bg confusion ↓ "
-        "| minutes |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for stem, table, label in ROWS:
-        if table != "seg" or stem not in rows:
-            continue
-        row = rows[stem]
-        if row is None:
-            lines.append(f"| {label} | `{stem}` | failed | | | | | | |")
-            continue
-        r = row["results"]
-        lines.append(
-            f"| {label} | `{stem}` | {_f(r, 'semseg', 'miou', 100, 1)} | {_f(r, 'semseg', 'pixel_acc', 100, 1)} | "
-            f"{_f(r, 'semseg_boundary', 'precision')} | {_f(r, 'semseg_boundary', 'recall')} | "
-            f"{_f(r, 'semseg_boundary', 'fmeasure')} | "
-            f"{_f(r, 'semseg_background', 'mean_background_confusion', 100, 1)} | {row['seconds'] / 60:.1f} |"
-        )
-    lines += [
-        "",
-        "## Depth (Table 3 metrics, `asm-2d3ds` protocol: pixel-pooled, strict accuracies)",
-        "",
-        "| row | config | abs rel ↓ | sq rel ↓ | rmse ↓ | rmse log ↓ | δ<1.25^⅛ ↑ | δ<1.25^¼ ↑ | δ<1.25^½ ↑ | δ<1.25 ↑ "
-        "| δ<1.25² ↑ | inst. abs rel ↓ | inst. rmse ↓ | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for stem, table, label in ROWS:
-        if table != "depth" or stem not in rows:
-            continue
-        row = rows[stem]
-        if row is None:
-            lines.append(f"| {label} | `{stem}` | failed |" + " |" * 11)
-            continue
-        r = row["results"]
-        cells = [_f(r, "depth", k) for k in ("abs_rel", "sq_rel", "rmse", "rmse_log")]
-        cells += [_f(r, "depth", k) for k in ("delta0.125", "delta0.25", "delta0.5", "delta1", "delta2")]
-        cells += [_f(r, "depth_instance", "abs_rel"), _f(r, "depth_instance", "rmse")]
-        lines.append(f"| {label} | `{stem}` | " + " | ".join(cells) + f" | {row['seconds'] / 60:.1f} |")
-    lines += [
-        "",
-        "## Normals (Table 4 metrics, `asm-2d3ds` protocol: pooled, thresholds inclusive)",
-        "",
-        "| row | config | mean ↓ | median ↓ | ≤2.8125° ↑ | ≤5.625° ↑ | ≤11.25° ↑ | ≤22.5° ↑ | ≤30° ↑ | inst. mean ↓ "
-        "| inst. ≤11.25° ↑ | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for stem, table, label in ROWS:
-        if table != "normals" or stem not in rows:
-            continue
-        row = rows[stem]
-        if row is None:
-            lines.append(f"| {label} | `{stem}` | failed |" + " |" * 9)
-            continue
-        r = row["results"]
-        cells = [_f(r, "normals", "mean", 1, 2), _f(r, "normals", "median", 1, 2)]
-        cells += [_f(r, "normals", f"within_{t}", 1, 1) for t in ("2.8125", "5.625", "11.25", "22.5", "30")]
-        cells += [_f(r, "normals_instance", "mean", 1, 2), _f(r, "normals_instance", "within_11.25", 1, 1)]
-        lines.append(f"| {label} | `{stem}` | " + " | ".join(cells) + f" | {row['seconds'] / 60:.1f} |")
+    lines += _section(
+        rows,
+        "seg",
+        "Segmentation (Table 1 and the base architectures)",
+        ["mIoU ↑", "pixel acc ↑", "boundary P ↑", "boundary R ↑", "boundary F ↑", "bg confusion ↓"],
+        _seg_cells,
+        note="mIoU and pixel accuracy in percent; boundary precision / recall / F-measure (BSDS-style, tolerance "
+        "0.0075 of the diagonal); mean background confusion (share of a class's pixels predicted as background, "
+        "percent).",
+    )
+    lines += _section(
+        rows,
+        "depth",
+        "Depth (Table 3 metrics, `asm-2d3ds` protocol: pixel-pooled, strict accuracies)",
+        [
+            *("abs rel ↓", "sq rel ↓", "rmse ↓", "rmse log ↓"),
+            *("δ<1.25^⅛ ↑", "δ<1.25^¼ ↑", "δ<1.25^½ ↑", "δ<1.25 ↑", "δ<1.25² ↑"),
+            *("inst. abs rel ↓", "inst. rmse ↓"),
+        ],
+        _depth_cells,
+    )
+    lines += _section(
+        rows,
+        "normals",
+        "Normals (Table 4 metrics, `asm-2d3ds` protocol: pooled, thresholds inclusive)",
+        [
+            *("mean ↓", "median ↓"),
+            *("≤2.8125° ↑", "≤5.625° ↑", "≤11.25° ↑", "≤22.5° ↑", "≤30° ↑"),
+            *("inst. mean ↓", "inst. ≤11.25° ↑"),
+        ],
+        _normal_cells,
+    )
     lines += ["", "## Training-step time", "", "| row | seconds per step |", "|---|---|"]
     lines += [f"| `{stem}` | {seconds:.3f} |" for stem, seconds in timing.items()]
     ratios = []

@@ -28,15 +28,6 @@ K_S = torch.tensor([[65.0, 0.0, 39.5], [0.0, 62.5, 29.5], [0.0, 0.0, 1.0]], dtyp
 HS, WS = 60, 80
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small maps run fastest on one thread; with several, a busy CI machine makes them crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def angles_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Angles between unit vector maps (3, ...)."""
     return torch.rad2deg(torch.acos((a * b).sum(0).clamp(-1, 1)))

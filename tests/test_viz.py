@@ -29,14 +29,6 @@ from tridense.viz import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def lut_index(colors: np.ndarray, cmap: str) -> np.ndarray:
     """Position (0..255) of each colour in a colour map's lookup table (nearest entry)."""
     table = _lut(cmap).astype(np.int64)

@@ -24,10 +24,13 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tridense.catalog import CROPS, DATASETS, METHODS, MODELS, PROTOCOLS
 from tridense.errors import ConfigError, TridenseError
+
+if TYPE_CHECKING:
+    from tridense.data.base import DenseDataset
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -211,16 +214,8 @@ def _palette(info: dict, num_classes: int | None = None):
     return palette_for(num_classes or info.get("num_classes"), info.get("nyu40_ids"))
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
-
-    from tridense.data.io import write_json
-    from tridense.data.registry import build_dataset
-    from tridense.errors import ConfigError
-    from tridense.evaluate import evaluate
-    from tridense.inference import model_input_size, synthetic_only_note
-    from tridense.training.run import results_table
-
+def _check_evaluate_args(args: argparse.Namespace) -> None:
+    """ConfigError for a missing or doubled source, conventions a ``--protocol`` fixes, or outputs in the way."""
     if (args.checkpoint is None) == (args.predictions is None):
         raise ConfigError("tridense evaluate needs --checkpoint C or --predictions DIR (one of them)")
     if args.protocol is not None:
@@ -237,26 +232,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
     _check_output(args.json, args.overwrite, "--json")
     _check_output(args.save, args.overwrite, "--save")
-    dataset = build_dataset(args.dataset, args.root, args.split, **_dataset_args(args.set, args.dataset))
+
+
+def _evaluated_model(
+    args: argparse.Namespace, dataset: DenseDataset
+) -> tuple[Any, dict[str, Any], list[str], str]:
+    """(model or None, checkpoint info, tasks to evaluate, source named in the log) of ``tridense evaluate``:
+    the checkpoint's model and its tasks the dataset has, or the saved ``--predictions``."""
+    from tridense.inference import synthetic_only_note
+
     if args.predictions is not None:
-        model, info = None, {}
         tasks = [t for t in dataset.tasks if not args.tasks or t in args.tasks]
-        source = f"predictions in {args.predictions}"
-    else:
-        model, info = _load(args.checkpoint, args.device)
-        tasks = [t for t in info.get("model_tasks", info.get("tasks", [])) if t in dataset.tasks]
-        if args.tasks:
-            tasks = [t for t in tasks if t in args.tasks]
-        if "semseg" in tasks and dataset.num_classes != info.get("num_classes"):
-            print(
-                f"note: semseg not evaluated: the model has {info.get('num_classes')} classes, "
-                f"{dataset.name} has {dataset.num_classes}"
-            )
-            tasks.remove("semseg")
-        note = synthetic_only_note(info, images_are_real=dataset.name != "synthetic")
-        if note:
-            print(note, file=sys.stderr)
-        source = str(args.checkpoint)
+        return None, {}, tasks, f"predictions in {args.predictions}"
+    model, info = _load(args.checkpoint, args.device)
+    tasks = [t for t in info.get("model_tasks", info.get("tasks", [])) if t in dataset.tasks]
+    if args.tasks:
+        tasks = [t for t in tasks if t in args.tasks]
+    if "semseg" in tasks and dataset.num_classes != info.get("num_classes"):
+        print(
+            f"note: semseg not evaluated: the model has {info.get('num_classes')} classes, "
+            f"{dataset.name} has {dataset.num_classes}"
+        )
+        tasks.remove("semseg")
+    note = synthetic_only_note(info, images_are_real=dataset.name != "synthetic")
+    if note:
+        print(note, file=sys.stderr)
+    return model, info, tasks, str(args.checkpoint)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from tridense.data.io import write_json
+    from tridense.data.registry import build_dataset
+    from tridense.evaluate import evaluate
+    from tridense.inference import model_input_size
+    from tridense.training.run import results_table
+
+    _check_evaluate_args(args)
+    dataset = build_dataset(args.dataset, args.root, args.split, **_dataset_args(args.set, args.dataset))
+    model, info, tasks, source = _evaluated_model(args, dataset)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     of = "" if count == len(dataset) else f" of {len(dataset)}"
     print(f"evaluating {source} on {count}{of} samples of {dataset.describe()} ({args.split}), tasks {tasks}")

@@ -35,6 +35,45 @@ from tridense.predict import output_files, write_prediction
 RESIZE_POLICIES = ("pred", "gt")
 
 
+def _predict(
+    model: nn.Module,
+    batch: Mapping[str, Any],
+    first_task: str,
+    *,
+    input_size: tuple[int, int] | None,
+    flip: bool,
+    resize: str,
+) -> tuple[dict[str, torch.Tensor], Mapping[str, Any]]:
+    """The model's outputs for ``batch`` and the ground truth to score them against: the batch itself with
+    ``resize="pred"`` (outputs at its resolution), else the batch resized to the outputs (of ``first_task``)."""
+    image = batch["image"]  # (B, 3, H, W) in [0, 1], the ground truth's resolution
+    x = torch.cat([prepare_image(im, input_size) for im in image])
+    if resize == "pred":
+        return predict_batch(model, x, out_size=tuple(image.shape[-2:]), flip=flip), batch
+    outputs = predict_batch(model, x, flip=flip)
+    size = tuple(outputs[first_task].shape[-2:])
+    return outputs, collate([resize_sample(_sample(batch, i), size) for i in range(image.shape[0])])
+
+
+def _evaluated_tasks(
+    tasks: Sequence[str],
+    dataset: DenseDataset,
+    *,
+    model: nn.Module | None,
+    predictions: str | Path | None,
+    resize: str,
+) -> list[str]:
+    """The ``tasks`` the dataset has ground truth for, after checking :func:`evaluate`'s arguments."""
+    if resize not in RESIZE_POLICIES:
+        raise ConfigError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
+    if (model is None) == (predictions is None):
+        raise ConfigError("evaluate needs either a model or a predictions folder, not both")
+    tasks = [t for t in tasks if t in dataset.tasks]
+    if not tasks:
+        raise ConfigError(f"the model's tasks and the dataset's tasks {list(dataset.tasks)} do not overlap")
+    return tasks
+
+
 def evaluate(
     model: nn.Module | None,
     dataset: DenseDataset,
@@ -67,13 +106,7 @@ def evaluate(
     Returns {task: {metric: value}} plus ``_meta`` (samples, seconds, settings, ``protocol`` and its
     settings).
     """
-    if resize not in RESIZE_POLICIES:
-        raise ConfigError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
-    if (model is None) == (predictions is None):
-        raise ConfigError("evaluate needs either a model or a predictions folder, not both")
-    tasks = [t for t in tasks if t in dataset.tasks]
-    if not tasks:
-        raise ConfigError(f"the model's tasks and the dataset's tasks {list(dataset.tasks)} do not overlap")
+    tasks = _evaluated_tasks(tasks, dataset, model=model, predictions=predictions, resize=resize)
     metrics = TaskMetrics(
         tasks,
         num_classes=dataset.num_classes,
@@ -84,57 +117,40 @@ def evaluate(
         kitti=kitti,
         protocol=protocol,
     )
-    extra = (
-        AnalysisMetrics(analyses, tasks, dataset.num_classes, min_depth=min_depth, max_depth=max_depth)
-        if analyses
-        else None
-    )
+    scorers: list[TaskMetrics | AnalysisMetrics] = [metrics]
+    if analyses:
+        scorers.append(AnalysisMetrics(analyses, tasks, dataset.num_classes, min_depth=min_depth, max_depth=max_depth))
     subset = dataset if limit is None else torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
     loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
     started, seen = time.time(), 0
     for batch in loader:
-        image = batch["image"]  # (B, 3, H, W) in [0, 1], the ground truth's resolution
-        h, w = image.shape[-2:]
         if predictions is not None:
             scored = sorted(set(metrics.sources.values()))
             outputs, target = _saved_predictions(predictions, batch, scored, dataset.num_classes), batch
-        elif resize == "pred":
-            x = torch.cat([prepare_image(im, input_size) for im in image])
-            outputs = predict_batch(model, x, out_size=(h, w), flip=flip)
-            target = batch
         else:
-            x = torch.cat([prepare_image(im, input_size) for im in image])
-            outputs = predict_batch(model, x, flip=flip)
-            size = tuple(outputs[tasks[0]].shape[-2:])
-            target = collate([resize_sample(_sample(batch, i), size) for i in range(image.shape[0])])
-        metrics.update({k: v.cpu() for k, v in outputs.items()}, target)
-        if extra is not None:
-            extra.update({k: v.cpu() for k, v in outputs.items()}, target)
+            outputs, target = _predict(model, batch, tasks[0], input_size=input_size, flip=flip, resize=resize)
+        for scorer in scorers:
+            scorer.update({k: v.cpu() for k, v in outputs.items()}, target)
         if save_dir is not None and predictions is None:
             _save(save_dir, batch, outputs, palette, overwrite)
-        seen += image.shape[0]
+        seen += batch["image"].shape[0]
         if progress is not None:
             progress(seen, len(subset))
     results = metrics.compute()
-    if extra is not None:
+    for extra in scorers[1:]:
         results.update(extra.compute())
+    settings: dict[str, Any] = {"flip": flip, "resize": resize}
+    if protocol is None:  # else the protocol's settings are the ones that applied
+        settings.update(crop=crop, min_depth=min_depth, max_depth=max_depth, reduction=reduction)
+    settings["input_size"] = list(input_size) if input_size else None
     results["_meta"] = {
         "protocol": metrics.protocol.name,
         "protocol_settings": metrics.protocol.to_dict(),
         "predictions": None if predictions is None else str(predictions),
         "samples": seen,
         "seconds": round(time.time() - started, 2),
-        "flip": flip,
-        "resize": resize,
-        "crop": crop,
-        "min_depth": min_depth,
-        "max_depth": max_depth,
-        "reduction": reduction,
-        "input_size": list(input_size) if input_size else None,
+        **settings,
     }
-    if protocol is not None:  # the protocol's settings are the ones that applied
-        for key in ("crop", "min_depth", "max_depth", "reduction"):
-            del results["_meta"][key]
     return results
 
 

@@ -178,6 +178,46 @@ def _algebraic_normal(
     return normal
 
 
+def _window_moments(
+    d: torch.Tensor, points: torch.Tensor, window: int, dilation: int, depth_sigma: float, weighting: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted moments of the neighbours of every pixel (see :func:`depth_to_normals`).
+
+    Args:
+        d: depth (B, 1, H, W), 0 = invalid.
+        points: its back-projection (B, 3, H, W).
+
+    Returns:
+        sum of w (B, 1, H, W), sum of w q (B, 3, H, W) and sum of w q q^T (B, 6, H, W, upper triangle) with
+        q = p_j - p_i (centred on the pixel's own point for precision).
+    """
+    b, _, h, w = d.shape
+    z = torch.where(d > 0, d, torch.ones_like(d))  # avoids 0 / 0 in the ratio below
+    r = (window // 2) * dilation
+    pad = (r, r, r, r)
+    points_p = F.pad(points, pad)
+    depth_p = F.pad(d, pad)  # zero padding = invalid outside the image
+    weight = torch.zeros_like(d)  # (B, 1, H, W) sum of w
+    s1 = torch.zeros_like(points)  # (B, 3, H, W) sum of w q
+    s2 = torch.zeros(b, 6, h, w, dtype=d.dtype, device=d.device)  # (B, 6, H, W) sum of w q q^T (upper)
+    offsets = range(-r, r + 1, dilation)
+    for dy in offsets:
+        for dx in offsets:
+            zj = depth_p[:, :, r + dy : r + dy + h, r + dx : r + dx + w]  # (B, 1, H, W)
+            rel = (zj - d).abs() / z
+            if weighting == "gate":
+                wj = ((zj > 0) & (rel < depth_sigma)).to(d.dtype)
+            else:
+                wj = torch.exp(-0.5 * (rel / depth_sigma) ** 2) * (zj > 0)
+            q = points_p[:, :, r + dy : r + dy + h, r + dx : r + dx + w] - points  # (B, 3, H, W)
+            wq = wj * q
+            weight.add_(wj)
+            s1.add_(wq)
+            for k, (i, j) in enumerate(_UPPER):
+                s2[:, k : k + 1].addcmul_(wq[:, i : i + 1], q[:, j : j + 1])
+    return weight, s1, s2
+
+
 def depth_to_normals(
     depth: torch.Tensor | np.ndarray,
     K: torch.Tensor | np.ndarray,
@@ -239,31 +279,7 @@ def depth_to_normals(
     b, _, h, w = d.shape
     points = backproject(d, K)  # (B, 3, H, W)
     valid_depth = d > 0  # (B, 1, H, W)
-    z = torch.where(valid_depth, d, torch.ones_like(d))  # avoids 0 / 0 in the ratio below
-    r = (window // 2) * dilation
-    pad = (r, r, r, r)
-    points_p = F.pad(points, pad)
-    depth_p = F.pad(d, pad)  # zero padding = invalid outside the image
-
-    # Moments of q = p_j - p_i (centred on the pixel's own point for precision).
-    weight = torch.zeros_like(d)  # (B, 1, H, W) sum of w
-    s1 = torch.zeros_like(points)  # (B, 3, H, W) sum of w q
-    s2 = torch.zeros(b, 6, h, w, dtype=d.dtype, device=d.device)  # (B, 6, H, W) sum of w q q^T (upper)
-    offsets = range(-r, r + 1, dilation)
-    for dy in offsets:
-        for dx in offsets:
-            zj = depth_p[:, :, r + dy : r + dy + h, r + dx : r + dx + w]  # (B, 1, H, W)
-            rel = (zj - d).abs() / z
-            if weighting == "gate":
-                wj = ((zj > 0) & (rel < depth_sigma)).to(d.dtype)
-            else:
-                wj = torch.exp(-0.5 * (rel / depth_sigma) ** 2) * (zj > 0)
-            q = points_p[:, :, r + dy : r + dy + h, r + dx : r + dx + w] - points  # (B, 3, H, W)
-            wq = wj * q
-            weight.add_(wj)
-            s1.add_(wq)
-            for k, (i, j) in enumerate(_UPPER):
-                s2[:, k : k + 1].addcmul_(wq[:, i : i + 1], q[:, j : j + 1])
+    weight, s1, s2 = _window_moments(d, points, window, dilation, depth_sigma, weighting)
 
     support = weight / float(window * window)
     sel = (valid_depth & (support >= min_support) & (weight >= 3))[:, 0].reshape(-1)  # (B*H*W,)

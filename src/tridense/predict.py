@@ -156,6 +156,66 @@ def parse_intrinsics(text: str | None) -> tuple[float, float, float, float] | No
     return fx, fy, cx, cy
 
 
+def _planned_files(
+    out: Path, paths: Sequence[Path], tasks: Sequence[str], *, point_cloud: bool, overwrite: bool
+) -> dict[str, dict[str, Path]]:
+    """The output files of each input path (by ``str(path)``); a FileExistsError if any of them or
+    ``predictions.json`` exists, unless ``overwrite``."""
+    stems = output_stems(paths)
+    planned = {str(p): output_files(out, s, tasks, point_cloud) for p, s in zip(paths, stems, strict=True)}
+    existing = [str(f) for files in planned.values() for f in files.values() if f.exists()]
+    if (out / "predictions.json").exists():
+        existing.append(str(out / "predictions.json"))
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{len(existing)} output file(s) exist, e.g. {existing[:3]}; pass --overwrite to replace them"
+        )
+    return planned
+
+
+def _predict_image(
+    model: nn.Module,
+    info: Mapping[str, Any],
+    rgb: np.ndarray,
+    files: Mapping[str, Path],
+    *,
+    intrinsics: tuple[float, float, float, float] | None,
+    input_size: tuple[int, int] | None,
+    output_size: str | tuple[int, int],
+    flip: bool,
+    overwrite: bool,
+    point_cloud_at_output_size: bool,
+    palette: np.ndarray | None,
+) -> dict[str, Any]:
+    """Predict one (H, W, 3) image into its ``files``; returns its record of predictions.json (arguments as
+    :func:`predict_files`)."""
+    h, w = rgb.shape[:2]
+    if intrinsics is not None:
+        fx, fy, cx, cy = intrinsics
+        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float32)
+    else:
+        K = intrinsics_for(info, (h, w))
+    size = tuple(input_size) if input_size is not None else working_size(info, (h, w))
+    native = predict_batch(model, prepare_image(rgb, size), flip=flip)
+    native_hw = tuple(next(iter(native.values())).shape[-2:])
+    out_hw = native_hw if output_size == "native" else (h, w) if output_size == "input" else output_size
+    outputs = native if out_hw == native_hw else resize_outputs(native, out_hw)
+    cloud = None
+    if "depth" in native and not point_cloud_at_output_size and out_hw != native_hw:
+        cloud = (native["depth"][0, 0].cpu().numpy(), scale_intrinsics(K, (h, w), native_hw))
+    write_prediction(
+        files, rgb, outputs, K=scale_intrinsics(K, (h, w), out_hw), palette=palette, overwrite=overwrite,
+        class_names=info.get("class_names"), cloud=cloud,
+    )  # fmt: skip
+    return {
+        "outputs": {k: str(v) for k, v in files.items()},
+        "K": K.tolist(),
+        "input_size": [h, w],
+        "prediction_size": list(native_hw),
+        "output_size": list(out_hw),
+    }
+
+
 def predict_files(
     model: nn.Module,
     info: Mapping[str, Any],
@@ -187,15 +247,7 @@ def predict_files(
     out = Path(out)
     paths, unmatched = expand_inputs(inputs)
     tasks = [t for t in ("depth", "normals", "semseg") if t in info.get("model_tasks", info.get("tasks", []))]
-    stems = output_stems(paths)
-    planned = {str(p): output_files(out, s, tasks, point_cloud) for p, s in zip(paths, stems, strict=True)}
-    existing = [str(f) for files in planned.values() for f in files.values() if f.exists()]
-    if (out / "predictions.json").exists():
-        existing.append(str(out / "predictions.json"))
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{len(existing)} output file(s) exist, e.g. {existing[:3]}; pass --overwrite to replace them"
-        )
+    planned = _planned_files(out, paths, tasks, point_cloud=point_cloud, overwrite=overwrite)
     class_names = info.get("class_names")
     failures = {item: "matched no file" for item in unmatched}
     written: dict[str, Any] = {}
@@ -206,32 +258,19 @@ def predict_files(
             failures[str(path)] = str(err)
             log(f"skipped {path}: {err}")
             continue
-        h, w = rgb.shape[:2]
-        if intrinsics is not None:
-            fx, fy, cx, cy = intrinsics
-            K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float32)
-        else:
-            K = intrinsics_for(info, (h, w))
-        size = tuple(input_size) if input_size is not None else working_size(info, (h, w))
-        native = predict_batch(model, prepare_image(rgb, size), flip=flip)
-        native_hw = tuple(next(iter(native.values())).shape[-2:])
-        out_hw = native_hw if output_size == "native" else (h, w) if output_size == "input" else output_size
-        outputs = native if out_hw == native_hw else resize_outputs(native, out_hw)
-        cloud = None
-        if "depth" in native and not point_cloud_at_output_size and out_hw != native_hw:
-            cloud = (native["depth"][0, 0].cpu().numpy(), scale_intrinsics(K, (h, w), native_hw))
-        files = planned[str(path)]
-        write_prediction(
-            files, rgb, outputs, K=scale_intrinsics(K, (h, w), out_hw), palette=palette, overwrite=overwrite,
-            class_names=class_names, cloud=cloud,
-        )  # fmt: skip
-        written[str(path)] = {
-            "outputs": {k: str(v) for k, v in files.items()},
-            "K": K.tolist(),
-            "input_size": [h, w],
-            "prediction_size": list(native_hw),
-            "output_size": list(out_hw),
-        }
+        written[str(path)] = _predict_image(
+            model,
+            info,
+            rgb,
+            planned[str(path)],
+            intrinsics=intrinsics,
+            input_size=input_size,
+            output_size=output_size,
+            flip=flip,
+            overwrite=overwrite,
+            point_cloud_at_output_size=point_cloud_at_output_size,
+            palette=palette,
+        )
         if progress is not None:
             progress(done, len(paths))
     summary = {

@@ -18,7 +18,7 @@ from tridense.losses.asm import GANMatching, StructureMatching, layer_distances
 from tridense.losses.multitask import MultiTaskLoss, build_task_losses
 from tridense.training.config import EvalConfig, OptimConfig, load_config
 from tridense.training.methods import method_class
-from tridense.training.methods.adversarial import AdversarialModule, AdversarialOptions, structure_maps
+from tridense.training.methods.adversarial import AdversarialModule, AdversarialOptions, TaskMapSet, structure_maps
 from tridense.training.run import build_experiment, train
 
 TINY = [
@@ -88,6 +88,37 @@ def _moved(before: dict[str, torch.Tensor], module: nn.Module) -> bool:
     return any(not torch.equal(before[n], p) for n, p in module.named_parameters())
 
 
+def _critic_step(
+    module: AdversarialModule, maps: TaskMapSet, image: torch.Tensor, critic_opt: torch.optim.Optimizer
+) -> None:
+    """One update of the critic by its own objective: no gradient reaches the predictor, only the critic moves."""
+    model_before, critic_before = _snapshot(module.model), _snapshot(module.critic)
+    critic_opt.zero_grad()
+    module.critic_loss(maps, image)["total"].backward()
+    assert all(p.grad is None for p in module.model.parameters())
+    critic_opt.step()
+    assert _moved(critic_before, module.critic) and not _moved(model_before, module.model)
+
+
+def _predictor_step(
+    module: AdversarialModule,
+    outputs: dict[str, torch.Tensor],
+    batch: dict[str, Any],
+    maps: TaskMapSet,
+    predictor_opt: torch.optim.Optimizer,
+    critic_opt: torch.optim.Optimizer,
+) -> None:
+    """One update of the predictor by its own objective: no gradient reaches the critic, only the predictor
+    moves."""
+    model_before, critic_before = _snapshot(module.model), _snapshot(module.critic)
+    predictor_opt.zero_grad()
+    critic_opt.zero_grad(set_to_none=True)
+    module.predictor_loss(outputs, batch, maps)["total"].backward()
+    assert all(p.grad is None for p in module.critic.parameters())
+    predictor_opt.step()
+    assert _moved(model_before, module.model) and not _moved(critic_before, module.critic)
+
+
 def test_options_are_checked_when_the_config_loads_or_the_method_is_built() -> None:
     assert method_class("adversarial") is AdversarialModule
     with pytest.raises(ConfigError, match=r"\['adversery'\] at method\.args; valid keys: \['adversary'"):
@@ -133,12 +164,8 @@ def test_asm_updates_move_their_own_network_in_the_intended_direction(form: str)
             distances = layer_distances(gt.features, neg.features, module.critic.layers)
             return float(sum(d.mean() for d in distances.values()))
 
-    model_before, critic_before, d_before = _snapshot(module.model), _snapshot(module.critic), distance()
-    critic_opt.zero_grad()
-    module.critic_loss(maps, batch["image"])["total"].backward()
-    assert all(p.grad is None for p in module.model.parameters())
-    critic_opt.step()
-    assert _moved(critic_before, module.critic) and not _moved(model_before, module.model)
+    d_before = distance()
+    _critic_step(module, maps, batch["image"], critic_opt)
     assert distance() > d_before
 
     def matching() -> float:
@@ -146,13 +173,8 @@ def test_asm_updates_move_their_own_network_in_the_intended_direction(form: str)
             m = structure_maps(module.tasks, module.model(batch["image"]), batch)
             return float(module.predictor_loss({}, batch, m)["total"])
 
-    critic_before, m_before = _snapshot(module.critic), matching()
-    predictor_opt.zero_grad()
-    critic_opt.zero_grad(set_to_none=True)
-    module.predictor_loss(outputs, batch, maps)["total"].backward()
-    assert all(p.grad is None for p in module.critic.parameters())
-    predictor_opt.step()
-    assert _moved(model_before, module.model) and not _moved(critic_before, module.critic)
+    m_before = matching()
+    _predictor_step(module, outputs, batch, maps, predictor_opt, critic_opt)
     assert matching() < m_before
 
 
@@ -178,22 +200,11 @@ def test_gan_updates_move_their_own_network_in_the_intended_direction(adversary:
 
     outputs = module.model(batch["image"])
     maps = structure_maps(module.tasks, outputs, batch)
-    model_before, critic_before = _snapshot(module.model), _snapshot(module.critic)
     d_before, _ = losses()
-    critic_opt.zero_grad()
-    module.critic_loss(maps, batch["image"])["total"].backward()
-    assert all(p.grad is None for p in module.model.parameters())
-    critic_opt.step()
+    _critic_step(module, maps, batch["image"], critic_opt)
     d_after, g_before = losses()
-    assert _moved(critic_before, module.critic) and not _moved(model_before, module.model)
     assert d_after < d_before
-    critic_before = _snapshot(module.critic)
-    predictor_opt.zero_grad()
-    critic_opt.zero_grad(set_to_none=True)
-    module.predictor_loss(outputs, batch, maps)["total"].backward()
-    assert all(p.grad is None for p in module.critic.parameters())
-    predictor_opt.step()
-    assert _moved(model_before, module.model) and not _moved(critic_before, module.critic)
+    _predictor_step(module, outputs, batch, maps, predictor_opt, critic_opt)
     assert losses()[1] < g_before
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from lightning.fabric.utilities.types import _Stateful
+from training_runs import TINY_RUN, run_cli, start_cli, wait_for_file
 
 from tridense.checkpoints import read_checkpoint
 from tridense.errors import ConfigError
@@ -22,16 +20,7 @@ from tridense.training.data import EpochSampler, StepResumableLoader
 from tridense.training.interrupt import ContinuingCSVLogger, parse_max_time
 from tridense.training.run import train
 
-TINY = [
-    "data.size=[32,48]",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "data.split_args={train: {length: 16}, val: {length: 4}, test: {length: 4}}",
-    "trainer.progress_bar=false",
-    "trainer.precision=32-true",
-    "trainer.val_every_n_steps=null",
-    "eval.panel_samples=0",
-]
+TINY = [*TINY_RUN, "eval.panel_samples=0"]
 
 
 def test_max_time_forms() -> None:
@@ -90,18 +79,9 @@ def test_ctrl_c_saves_the_step_and_resume_matches_the_uninterrupted_run(tmp_path
     straight = train(load_config(None, [*common, f"run_dir={tmp_path / 'straight'}"]))
 
     run = tmp_path / "interrupted"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tridense", "train", *common, f"run_dir={run}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_cli(["train", *common, f"run_dir={run}"], capture=True)
     first = run / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for_file(proc, first)
     time.sleep(1.0)  # into the next epoch
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
@@ -112,13 +92,7 @@ def test_ctrl_c_saves_the_step_and_resume_matches_the_uninterrupted_run(tmp_path
     assert 0 < saved < 24
     assert not (run / "metrics" / "test.json").exists()
     rows_before = _csv_rows(run / "logs" / "csv" / "metrics.csv")
-    resumed = subprocess.run(
-        [sys.executable, "-m", "tridense", "-v", "train", "--resume", str(run)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    resumed = run_cli(["-v", "train", "--resume", str(run)], timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "not resumable" not in resumed.stderr
     a = read_checkpoint(straight / "checkpoints" / "last.ckpt")
@@ -142,18 +116,9 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_sigterm_saves_the_step_and_exits_143(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tridense", "train", *TINY, "trainer.max_steps=400", f"run_dir={run}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_cli(["train", *TINY, "trainer.max_steps=400", f"run_dir={run}"], capture=True)
     first = run / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for_file(proc, first)
     assert proc.poll() is None, "the run ended before it could be stopped"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)

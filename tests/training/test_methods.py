@@ -5,16 +5,15 @@ names, checkpoints, crash- and kill-and-resume to identical weights, and a DDP r
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from toy_gan import ToyGAN
+from training_runs import TINY_RUN, ddp_args, run_cli, start_cli, wait_for_file
 
 from tridense.checkpoints import read_checkpoint
 from tridense.errors import ConfigError
@@ -29,20 +28,13 @@ TINY = [
     "model.name=toy_generator",
     "method.name=toy_gan",
     "data.tasks=[depth]",
-    "data.size=[32,48]",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "data.split_args={train: {length: 16}, val: {length: 4}, test: {length: 4}}",
-    "trainer.progress_bar=false",
-    "trainer.precision=32-true",
-    "trainer.val_every_n_steps=null",  # validate at every epoch end (every 4 batches)
+    *TINY_RUN,
     "eval.panel_samples=1",
 ]
 
 
-def _run_toy_cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(TOY), *args], capture_output=True, text=True, env=env, **kwargs)
+def _run_toy_cli(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+    return run_cli(args, script=TOY, **kwargs)
 
 
 def test_methods_are_registered_and_dense_is_the_default():
@@ -134,16 +126,8 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path):
     common = [*TINY, "trainer.max_steps=12", "trainer.deterministic=true", "method.args={delay: 0.2}"]
     straight = train(load_config(None, [*common, f"run_dir={tmp_path / 'straight'}"]))
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, str(TOY), "train", *common, f"run_dir={killed}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    last = killed / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    proc = start_cli(["train", *common, f"run_dir={killed}"], script=TOY)
+    wait_for_file(proc, killed / "checkpoints" / "last.ckpt")
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -155,19 +139,8 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path):
 @pytest.mark.slow
 def test_two_optimisers_under_two_process_ddp_on_cpu(tmp_path):
     run_dir = tmp_path / "ddp"
-    result = _run_toy_cli(
-        [
-            "train",
-            *TINY,
-            f"run_dir={run_dir}",
-            "trainer.max_steps=4",
-            "trainer.accelerator=cpu",
-            "trainer.devices=2",
-            # the critic's backward leaves the generator without gradients: DDP must look for unused ones
-            "trainer.strategy=ddp_find_unused_parameters_true",
-        ],
-        timeout=600,
-    )
+    # the critic's backward leaves the generator without gradients: DDP must look for unused ones
+    result = _run_toy_cli(["train", *TINY, *ddp_args(run_dir, "ddp_find_unused_parameters_true")], timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["world_size"], summary["steps"], summary["batches"]) == (2, 4, 4)

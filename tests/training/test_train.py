@@ -4,36 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from training_runs import TINY_RUN, ddp_args, run_cli, start_cli, wait_for_file
 
 from tridense.checkpoints import read_checkpoint
 from tridense.errors import ConfigError
 from tridense.training.config import load_config
 from tridense.training.run import train
 
-TINY = [
-    "data.size=[32,48]",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "data.split_args={train: {length: 16}, val: {length: 4}, test: {length: 4}}",
-    "trainer.progress_bar=false",
-    "trainer.precision=32-true",
-    "trainer.val_every_n_steps=null",  # validate at every epoch end
-    "eval.panel_samples=2",
-]
-
-
-def _run_cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "tridense", *args], capture_output=True, text=True, env=env, **kwargs)
+TINY = [*TINY_RUN, "eval.panel_samples=2"]
 
 
 def _digest(path: Path) -> str:
@@ -91,21 +74,13 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path):
     straight = train(load_config(None, [*common, f"run_dir={tmp_path / 'straight'}"]))
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tridense", "train", *common, f"run_dir={killed}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    last = killed / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    proc = start_cli(["train", *common, f"run_dir={killed}"])
+    wait_for_file(proc, killed / "checkpoints" / "last.ckpt")
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "metrics" / "test.json").exists()
-    resumed = _run_cli(["train", "--resume", str(killed)], timeout=600)
+    resumed = run_cli(["train", "--resume", str(killed)], timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     a = read_checkpoint(straight / "checkpoints" / "last.ckpt")
@@ -185,18 +160,7 @@ def test_freeze_and_init_from_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu(tmp_path):
     run_dir = tmp_path / "ddp"
-    result = _run_cli(
-        [
-            "train",
-            *TINY,
-            f"run_dir={run_dir}",
-            "trainer.max_steps=4",
-            "trainer.accelerator=cpu",
-            "trainer.devices=2",
-            "trainer.strategy=ddp",
-        ],
-        timeout=600,
-    )
+    result = run_cli(["train", *TINY, *ddp_args(run_dir)], timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["world_size"] == 2

@@ -35,13 +35,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tridense.data.io import read_label_png, read_npy, require_dir
 from tridense.data.sample import IGNORE_INDEX, TASKS
 from tridense.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from tridense.data.base import DenseDataset
 
 #: Relative slack under which a value counts as lying exactly at a threshold: above float32 rounding of the
 #: inputs (~2e-7), below the gap between distinct millimetre-quantised depth ratios (> 1e-5 near 0.2).
@@ -299,6 +302,47 @@ def read_prediction(folder: Path, stem: str, task: str, hw: tuple[int, int], val
 
 
 # --------------------------------------------------------------------------------------------------
+def _pair_tasks(ds: DenseDataset, dataset: str, root: str | Path | None) -> list[str]:
+    """The tasks of :data:`TASKS` the dataset has ground truth for; a DataError unless at least two."""
+    tasks = [t for t in TASKS if t in ds.tasks]
+    if len(tasks) < 2:
+        raise DataError(
+            f"{dataset}: the pair statistic needs at least two tasks with ground truth, "
+            f"this dataset has {tasks}"
+            " (nyuv2_folder and similar loaders read normals only when a normals/ folder exists: "
+            "see `tridense prepare normals`)",
+            root,
+        )
+    return tasks
+
+
+def _sample_counts(
+    raw: Mapping[str, Any], tasks: Sequence[str], folder: Path | None, *, stride: int, thresholds: PairThresholds
+) -> dict[str, PairCounts]:
+    """:func:`image_pair_counts` of one raw sample: on its ground truth, or on its saved predictions in
+    ``folder`` (validity from the ground truth); ``{}`` when it has none of the tasks."""
+    present = [t for t in tasks if raw.get(t) is not None]  # a mixed dataset may lack a task here
+    hw = raw["image"].shape[:2]
+    valid = {t: valid_mask(t, raw[t]) for t in present}
+    if folder is None:
+        values = {t: raw[t] for t in present}
+    else:
+        stem = prediction_stem(raw["meta"])
+        values = {t: read_prediction(folder, stem, t, hw, valid[t]) for t in present}
+    return image_pair_counts(values, valid, stride=stride, thresholds=thresholds) if values else {}
+
+
+def _rules(thresholds: PairThresholds) -> dict[str, str]:
+    """The similarity rules in words, for the result's settings."""
+    return {
+        "depth": f"similar if |d_i-d_j|/max(d_i,d_j) < {thresholds.depth}, dissimilar if >= it",
+        "normals": f"similar if angle < {thresholds.normal_similar_deg} deg, dissimilar if angle >= "
+        f"{thresholds.normal_dissimilar_deg} deg, else neither",
+        "semseg": "similar if equal labels, dissimilar if different",
+        "ratios": "jaccard |A&B|/|A or B|, a_given_b |A&B|/|B|, b_given_a |A&B|/|A|, pooled over images",
+    }
+
+
 def run_pairs(
     dataset: str,
     root: str | Path | None,
@@ -350,29 +394,13 @@ def run_pairs(
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be a positive number of samples, got {limit}")
     ds = build_dataset(dataset, root, split, **dict(dataset_args or {}))
-    tasks = [t for t in TASKS if t in ds.tasks]
-    if len(tasks) < 2:
-        raise DataError(
-            f"{dataset}: the pair statistic needs at least two tasks with ground truth, "
-            f"this dataset has {tasks}"
-            " (nyuv2_folder and similar loaders read normals only when a normals/ folder exists: "
-            "see `tridense prepare normals`)",
-            root,
-        )
+    tasks = _pair_tasks(ds, dataset, root)
     folder = require_dir(predictions_dir, "predictions folder") if predictions_dir is not None else None
     total = len(ds) if limit is None else min(limit, len(ds))
     per_image = []
     for index in range(total):
         raw = ds.load_raw(index)
-        present = [t for t in tasks if raw.get(t) is not None]  # a mixed dataset may lack a task here
-        hw = raw["image"].shape[:2]
-        valid = {t: valid_mask(t, raw[t]) for t in present}
-        if folder is None:
-            values = {t: raw[t] for t in present}
-        else:
-            stem = prediction_stem(raw["meta"])
-            values = {t: read_prediction(folder, stem, t, hw, valid[t]) for t in present}
-        per_image.append(image_pair_counts(values, valid, stride=stride, thresholds=thresholds) if values else {})
+        per_image.append(_sample_counts(raw, tasks, folder, stride=stride, thresholds=thresholds))
         if progress is not None:
             progress(index + 1, total)
     settings = {
@@ -388,13 +416,7 @@ def run_pairs(
         "depth_threshold": thresholds.depth,
         "normal_similar_deg": thresholds.normal_similar_deg,
         "normal_dissimilar_deg": thresholds.normal_dissimilar_deg,
-        "rules": {
-            "depth": f"similar if |d_i-d_j|/max(d_i,d_j) < {thresholds.depth}, dissimilar if >= it",
-            "normals": f"similar if angle < {thresholds.normal_similar_deg} deg, dissimilar if angle >= "
-            f"{thresholds.normal_dissimilar_deg} deg, else neither",
-            "semseg": "similar if equal labels, dissimilar if different",
-            "ratios": "jaccard |A&B|/|A or B|, a_given_b |A&B|/|B|, b_given_a |A&B|/|A|, pooled over images",
-        },
+        "rules": _rules(thresholds),
     }
     return {"settings": settings, "images": total, "pairs": summarize(per_image)}
 

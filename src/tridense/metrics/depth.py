@@ -45,7 +45,41 @@ def _batch_crop(crop: CropArg, target: torch.Tensor, meta: Sequence[Mapping[str,
     return crop
 
 
-class DepthMetrics(StatsMetric):
+class _DepthStreamMetric(StatsMetric):
+    """Shared by the streaming depth metrics: the validity, crop, clamp and scaling conventions, and summed
+    statistics ``sums`` (K,) and ``count`` ()."""
+
+    def _set_conventions(
+        self,
+        min_depth: float,
+        max_depth: float | None,
+        crop: CropArg,
+        bounds: str,
+        clamp: bool | Sequence[float],
+        scaling: str | None,
+        num_sums: int,
+    ) -> None:
+        check_depth_range(min_depth, max_depth)
+        check_depth_options(bounds, clamp, scaling)
+        self.min_depth, self.max_depth = min_depth, max_depth
+        self.bounds, self.clamp, self.scaling = bounds, clamp, scaling
+        self.crop = _checked_crop(crop)
+        self.add_stat("sums", torch.zeros(num_sums, dtype=torch.float64))
+        self.add_stat("count", torch.zeros((), dtype=torch.float64))
+
+    def _conventions(self, target: torch.Tensor, meta: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+        """Keyword arguments of the functional statistics for a batch (its crop placed by ``meta``)."""
+        return {
+            "min_depth": self.min_depth,
+            "max_depth": self.max_depth,
+            "crop": _batch_crop(self.crop, target, meta),
+            "bounds": self.bounds,
+            "clamp": self.clamp,
+            "scaling": self.scaling,
+        }
+
+
+class DepthMetrics(_DepthStreamMetric):
     """``abs_rel``, ``sq_rel``, ``rmse``, ``rmse_log``, ``log10``, ``delta1..3`` over a stream of batches.
 
     Equals :func:`~tridense.metrics.functional.depth_metrics` on the concatenated data (with the batch's
@@ -77,31 +111,15 @@ class DepthMetrics(StatsMetric):
     ) -> None:
         super().__init__()
         check_reduction(reduction)
-        check_depth_range(min_depth, max_depth)
-        check_depth_options(bounds, clamp, scaling)
-        self.min_depth, self.max_depth, self.reduction = min_depth, max_depth, reduction
-        self.bounds, self.clamp, self.scaling = bounds, clamp, scaling
-        self.keys = check_depth_keys(keys)
-        self.crop = _checked_crop(crop)
-        self.add_stat("sums", torch.zeros(len(ALL_DEPTH_KEYS), dtype=torch.float64))
-        self.add_stat("count", torch.zeros((), dtype=torch.float64))
+        self.reduction, self.keys = reduction, check_depth_keys(keys)
+        self._set_conventions(min_depth, max_depth, crop, bounds, clamp, scaling, len(ALL_DEPTH_KEYS))
 
     def update(
         self, pred: torch.Tensor, target: torch.Tensor, meta: Sequence[Mapping[str, Any]] | None = None
     ) -> None:
         """Add a batch: depth (B, 1, H, W), (B, H, W) or (H, W) in metres, 0 = invalid; optional ``meta`` list."""
         self.accumulate(
-            depth_stats(
-                pred.detach(),
-                target,
-                min_depth=self.min_depth,
-                max_depth=self.max_depth,
-                crop=_batch_crop(self.crop, target, meta),
-                reduction=self.reduction,
-                bounds=self.bounds,
-                clamp=self.clamp,
-                scaling=self.scaling,
-            )
+            depth_stats(pred.detach(), target, reduction=self.reduction, **self._conventions(target, meta))
         )
 
     def compute(self) -> dict[str, float]:
@@ -109,7 +127,7 @@ class DepthMetrics(StatsMetric):
         return depth_from_stats(self.stats(), reduction=self.reduction, keys=self.keys)
 
 
-class KittiMetrics(StatsMetric):
+class KittiMetrics(_DepthStreamMetric):
     """KITTI benchmark ``silog``, ``sq_rel``, ``abs_rel`` (percent) and ``irmse`` (1/km), per image, averaged.
 
     Equals :func:`~tridense.metrics.functional.kitti_metrics` on the concatenated data. The defaults are
@@ -135,30 +153,13 @@ class KittiMetrics(StatsMetric):
         scaling: str | None = None,
     ) -> None:
         super().__init__()
-        check_depth_range(min_depth, max_depth)
-        check_depth_options(bounds, clamp, scaling)
-        self.min_depth, self.max_depth = min_depth, max_depth
-        self.bounds, self.clamp, self.scaling = bounds, clamp, scaling
-        self.crop = _checked_crop(crop)
-        self.add_stat("sums", torch.zeros(len(KITTI_KEYS), dtype=torch.float64))
-        self.add_stat("count", torch.zeros((), dtype=torch.float64))
+        self._set_conventions(min_depth, max_depth, crop, bounds, clamp, scaling, len(KITTI_KEYS))
 
     def update(
         self, pred: torch.Tensor, target: torch.Tensor, meta: Sequence[Mapping[str, Any]] | None = None
     ) -> None:
         """Add a batch: depth (B, 1, H, W), (B, H, W) or (H, W) in metres, 0 = invalid; optional ``meta`` list."""
-        self.accumulate(
-            kitti_stats(
-                pred.detach(),
-                target,
-                min_depth=self.min_depth,
-                max_depth=self.max_depth,
-                crop=_batch_crop(self.crop, target, meta),
-                bounds=self.bounds,
-                clamp=self.clamp,
-                scaling=self.scaling,
-            )
-        )
+        self.accumulate(kitti_stats(pred.detach(), target, **self._conventions(target, meta)))
 
     def compute(self) -> dict[str, float]:
         """The metrics over everything seen (all processes)."""

@@ -30,7 +30,14 @@ import torch
 from tridense.data.sample import IGNORE_INDEX
 from tridense.metrics.accuracy import check_exponents, delta_key, ratio_within
 from tridense.metrics.base import StatsMetric
-from tridense.metrics.functional import Stats, _depth_inputs, check_thresholds, normal_angles, within_key
+from tridense.metrics.functional import (
+    DEFAULT_NORMAL_THRESHOLDS,
+    Stats,
+    _depth_inputs,
+    check_thresholds,
+    normal_angles,
+    within_key,
+)
 
 INSTANCE_TASKS: tuple[str, ...] = ("depth", "normals")
 DEPTH_ERROR_KEYS: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10")
@@ -39,7 +46,10 @@ DEFAULT_EXPONENTS: tuple[float, ...] = (1.0, 2.0, 3.0)
 
 
 def instance_keys(
-    task: str, *, exponents: Sequence[float] = DEFAULT_EXPONENTS, thresholds: Sequence[float] = (11.25, 22.5, 30.0)
+    task: str,
+    *,
+    exponents: Sequence[float] = DEFAULT_EXPONENTS,
+    thresholds: Sequence[float] = DEFAULT_NORMAL_THRESHOLDS,
 ) -> tuple[str, ...]:
     """The per-instance metric keys of ``task``, in the order of the statistics."""
     if task == "depth":
@@ -87,7 +97,7 @@ def instance_stats(
     num_classes: int,
     *,
     exponents: Sequence[float] = DEFAULT_EXPONENTS,
-    thresholds: Sequence[float] = (11.25, 22.5, 30.0),
+    thresholds: Sequence[float] = DEFAULT_NORMAL_THRESHOLDS,
     inclusive: bool = False,
     min_depth: float = 1e-3,
     max_depth: float = 10.0,
@@ -168,7 +178,7 @@ def instance_metrics(
     num_classes: int,
     *,
     exponents: Sequence[float] = DEFAULT_EXPONENTS,
-    thresholds: Sequence[float] = (11.25, 22.5, 30.0),
+    thresholds: Sequence[float] = DEFAULT_NORMAL_THRESHOLDS,
     inclusive: bool = False,
     min_depth: float = 1e-3,
     max_depth: float = 10.0,
@@ -222,7 +232,7 @@ class InstanceMetrics(StatsMetric):
         num_classes: int,
         *,
         exponents: Sequence[float] = DEFAULT_EXPONENTS,
-        thresholds: Sequence[float] = (11.25, 22.5, 30.0),
+        thresholds: Sequence[float] = DEFAULT_NORMAL_THRESHOLDS,
         inclusive: bool = False,
         min_depth: float = 1e-3,
         max_depth: float = 10.0,

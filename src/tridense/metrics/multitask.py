@@ -143,6 +143,45 @@ def flatten_results(results: Mapping[str, Mapping[str, Any]], *, sep: str = "/")
     }
 
 
+def _explicit_protocol(
+    min_depth: float,
+    max_depth: float,
+    crop: CropArg,
+    reduction: str,
+    *,
+    kitti: bool,
+    normal_thresholds: Sequence[float],
+    absent: str,
+) -> Protocol:
+    """The ``custom`` protocol of :class:`TaskMetrics` built from its individual arguments."""
+    named_crop = crop if isinstance(crop, str) else None  # a mask is passed to DepthMetrics by TaskMetrics
+    return Protocol(
+        name="custom",
+        description="explicit settings",
+        source="tridense.metrics",
+        depth=DepthConvention(min_depth, max_depth, crop=named_crop, reduction=reduction),
+        kitti=DEVKIT if kitti else None,
+        normal_thresholds=tuple(normal_thresholds),
+        segmentation=SegmentationConvention(absent=absent),
+    )
+
+
+def _protocol_tasks(protocol: Protocol, tasks: Sequence[str], given: Mapping[str, bool]) -> list[str]:
+    """The ``tasks`` a named protocol scores; a ConfigError if a setting it fixes was ``given`` or none is left."""
+    if any(given.values()):
+        raise ConfigError(
+            f"evaluation protocol {protocol.name!r} fixes {sorted(k for k, v in given.items() if v)}; "
+            f"leave them (eval.<key> in a config) at their defaults or evaluate without a protocol"
+        )
+    tasks = [t for t in tasks if t in protocol.tasks()]
+    if not tasks:
+        raise ConfigError(
+            f"evaluation protocol {protocol.name!r} scores {list(protocol.tasks())}, none of "
+            f"the tasks evaluated here"
+        )
+    return tasks
+
+
 class TaskMetrics(nn.Module):
     """The metrics of every task of a multi-task model, fed with model outputs and collated batches.
 
@@ -192,17 +231,10 @@ class TaskMetrics(nn.Module):
         if unknown or not tasks:
             raise ConfigError(f"unknown or no tasks {list(tasks)}; expected a non-empty subset of {TASKS}")
         if protocol is None:
-            named_crop = crop if isinstance(crop, str) else None  # a mask is passed to DepthMetrics below
             if kitti and "depth" not in tasks:
                 raise ConfigError("kitti=True needs the 'depth' task")
-            self.protocol = Protocol(
-                name="custom",
-                description="explicit settings",
-                source="tridense.metrics",
-                depth=DepthConvention(min_depth, max_depth, crop=named_crop, reduction=reduction),
-                kitti=DEVKIT if kitti else None,
-                normal_thresholds=tuple(normal_thresholds),
-                segmentation=SegmentationConvention(absent=absent),
+            self.protocol = _explicit_protocol(
+                min_depth, max_depth, crop, reduction, kitti=kitti, normal_thresholds=normal_thresholds, absent=absent
             )
         else:
             given = {
@@ -215,18 +247,8 @@ class TaskMetrics(nn.Module):
                 "absent": absent != "skip",
             }
             self.protocol = get_protocol(protocol)
-            if any(given.values()):
-                raise ConfigError(
-                    f"evaluation protocol {self.protocol.name!r} fixes {sorted(k for k, v in given.items() if v)}; "
-                    f"leave them (eval.<key> in a config) at their defaults or evaluate without a protocol"
-                )
+            tasks = _protocol_tasks(self.protocol, tasks, given)
             crop = self.protocol.depth.crop if self.protocol.depth is not None else None
-            tasks = [t for t in tasks if t in self.protocol.tasks()]
-            if not tasks:
-                raise ConfigError(
-                    f"evaluation protocol {self.protocol.name!r} scores {list(self.protocol.tasks())}, none of "
-                    f"the tasks evaluated here"
-                )
         proto = self.protocol
         self.keys: dict[str, tuple[str, ...] | None] = {  # reported keys per metric name (None: all)
             "depth": proto.depth.keys if proto.depth is not None else None,
@@ -234,19 +256,37 @@ class TaskMetrics(nn.Module):
             "semseg": None if proto.segmentation is None or proto.segmentation.keys is None
             else (*proto.segmentation.keys, "iou"),
         }
-        metrics: dict[str, nn.Module] = {}
         self.sources: dict[str, str] = {}  # metric name -> task whose outputs/targets feed it
-        if "depth" in tasks and proto.depth is not None:
+        #: extra metrics whose results join another's (name -> the name they join)
+        self.joins: dict[str, str] = {}
+        metrics: dict[str, nn.Module] = {}
+        if "depth" in tasks:
+            metrics.update(self._depth_metrics(crop))
+        if "normals" in tasks and proto.normal_thresholds is not None:
+            metrics.update(self._normal_metrics())
+        if "semseg" in tasks and proto.segmentation is not None:
+            if num_classes is None:
+                raise ConfigError("TaskMetrics with the 'semseg' task needs num_classes")
+            if proto.segmentation.per_image:
+                metrics["semseg"] = ImageSegmentationMetrics(num_classes, ignore_index)
+            else:
+                metrics["semseg"] = SegmentationMetrics(num_classes, ignore_index, absent=proto.segmentation.absent)
+            self.sources["semseg"] = "semseg"
+        self.metrics = nn.ModuleDict(metrics)
+
+    def _depth_metrics(self, crop: CropArg) -> dict[str, nn.Module]:
+        """The protocol's depth metrics (pixel-wise, KITTI benchmark, extra accuracies), registering their
+        sources, joins and keys."""
+        proto, metrics = self.protocol, {}
+        if proto.depth is not None:
             metrics["depth"] = DepthMetrics(**{**proto.depth.kwargs(), "crop": crop})
             self.sources["depth"] = "depth"
-        if "depth" in tasks and proto.kitti is not None:
+        if proto.kitti is not None:
             kitti_args = proto.kitti.kwargs()
             del kitti_args["reduction"], kitti_args["keys"]  # the benchmark is per image, with its own keys
             metrics["kitti"] = KittiMetrics(**kitti_args)
             self.sources["kitti"] = "depth"
-        #: extra metrics whose results join another's (name -> the name they join)
-        self.joins: dict[str, str] = {}
-        if "depth" in tasks and proto.depth is not None and proto.depth_accuracy is not None:
+        if proto.depth is not None and proto.depth_accuracy is not None:
             conv = proto.depth
             metrics["depth_accuracy"] = DepthAccuracy(
                 proto.depth_accuracy,
@@ -258,21 +298,17 @@ class TaskMetrics(nn.Module):
             )
             self.sources["depth_accuracy"], self.joins["depth_accuracy"] = "depth", "depth"
             self.keys["depth"] = (*conv.keys, *(delta_key(k) for k in proto.depth_accuracy))
-        if "normals" in tasks and proto.normal_thresholds is not None:
-            metrics["normals"] = NormalMetrics(proto.normal_thresholds)
-            self.sources["normals"] = "normals"
-            if proto.normal_inclusive:  # within_<T> counted as angle <= T, replacing the strict counts
-                metrics["normals_within"] = NormalWithin(proto.normal_thresholds, inclusive=True)
-                self.sources["normals_within"], self.joins["normals_within"] = "normals", "normals"
-        if "semseg" in tasks and proto.segmentation is not None:
-            if num_classes is None:
-                raise ConfigError("TaskMetrics with the 'semseg' task needs num_classes")
-            if proto.segmentation.per_image:
-                metrics["semseg"] = ImageSegmentationMetrics(num_classes, ignore_index)
-            else:
-                metrics["semseg"] = SegmentationMetrics(num_classes, ignore_index, absent=proto.segmentation.absent)
-            self.sources["semseg"] = "semseg"
-        self.metrics = nn.ModuleDict(metrics)
+        return metrics
+
+    def _normal_metrics(self) -> dict[str, nn.Module]:
+        """The protocol's normal metrics (with the inclusive ``within_<T>`` counts when it asks for them)."""
+        thresholds = self.protocol.normal_thresholds
+        metrics: dict[str, nn.Module] = {"normals": NormalMetrics(thresholds)}
+        self.sources["normals"] = "normals"
+        if self.protocol.normal_inclusive:  # within_<T> counted as angle <= T, replacing the strict counts
+            metrics["normals_within"] = NormalWithin(thresholds, inclusive=True)
+            self.sources["normals_within"], self.joins["normals_within"] = "normals", "normals"
+        return metrics
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         """Add one batch.

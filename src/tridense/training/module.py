@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
@@ -117,7 +117,7 @@ class DenseModule(MethodModule):
         tasks: tuple[str, ...],
         num_classes: int | None,
         info: dict[str, Any],
-    ) -> DenseModule:
+    ) -> Self:
         return cls(
             model,
             loss,
@@ -128,7 +128,13 @@ class DenseModule(MethodModule):
             info=info,
             seed=cfg.seed,
             max_steps=cfg.trainer.max_steps,
+            **cls.method_arguments(cfg),
         )
+
+    @classmethod
+    def method_arguments(cls, cfg: Config) -> dict[str, Any]:
+        """Constructor arguments of a subclass read from the config's method section (none for ``dense``)."""
+        return {}
 
     def forward(self, image: torch.Tensor) -> dict[str, Any]:
         return self.model(image)

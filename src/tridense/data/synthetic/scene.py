@@ -10,6 +10,7 @@ brightness.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,108 +168,147 @@ def _legs(w: float, d: float, h: float, inset: float, thickness: float, mat: Mat
     return parts
 
 
+def _cabinet(rng: np.random.Generator) -> tuple[list[Part], tuple[float, float]]:
+    """A cabinet with a door handle per ~45 cm of width."""
+    w, d, h = rng.uniform(0.5, 1.6), rng.uniform(0.4, 0.6), rng.uniform(0.5, 2.0)
+    body = wood(rng, vertical=True) if rng.random() < 0.6 else paint(rng, light=rng.random() < 0.5)
+    parts = [Part("box", (0, 0, h / 2), half=(w / 2, d / 2, h / 2), material=body)]
+    handle = metal(rng)
+    n_doors = max(1, round(w / 0.45))
+    for k in range(n_doors):
+        x = -w / 2 + (k + 0.5) * w / n_doors + (0.12 * w / n_doors) * (1 if k % 2 else -1)
+        parts.append(Part("box", (x, -d / 2 - 0.012, h * 0.55), half=(0.008, 0.012, 0.06), material=handle))
+    return parts, (w, d)
+
+
+def _bed(rng: np.random.Generator) -> tuple[list[Part], tuple[float, float]]:
+    """A bed: mattress, headboard and a pillow."""
+    w, d, h = rng.uniform(0.9, 1.8), rng.uniform(1.9, 2.15), rng.uniform(0.4, 0.6)
+    sheet, frame = fabric(rng, light=True), wood(rng)
+    head = rng.uniform(0.9, 1.25)
+    pillow = fabric(rng, light=True)
+    parts = [
+        Part("box", (0, 0, h / 2), half=(w / 2, d / 2, h / 2), material=sheet),
+        Part("box", (0, d / 2 - 0.03, head / 2), half=(w / 2 + 0.02, 0.03, head / 2), material=frame),
+        Part("box", (0, d / 2 - 0.3, h + 0.07), half=(w * 0.4, 0.2, 0.07), material=pillow),
+    ]
+    return parts, (w + 0.04, d)
+
+
+def _chair(rng: np.random.Generator) -> tuple[list[Part], tuple[float, float]]:
+    """A chair: legs, seat and back."""
+    w = rng.uniform(0.4, 0.55)
+    seat_h, back_h = rng.uniform(0.42, 0.5), rng.uniform(0.35, 0.55)
+    mat = wood(rng) if rng.random() < 0.6 else paint(rng, light=False)
+    legs = _legs(w, w, seat_h - 0.04, 0.03, 0.04, mat, round_legs=rng.random() < 0.4)
+    parts = [
+        *legs,
+        Part("box", (0, 0, seat_h - 0.02), half=(w / 2, w / 2, 0.025), material=mat),
+        Part("box", (0, w / 2 - 0.025, seat_h + back_h / 2), half=(w / 2, 0.025, back_h / 2), material=mat),
+    ]
+    return parts, (w, w)
+
+
+def _sofa(rng: np.random.Generator) -> tuple[list[Part], tuple[float, float]]:
+    """A sofa: seat, back and two arms."""
+    w, d = rng.uniform(1.4, 2.4), rng.uniform(0.8, 0.95)
+    seat_h, back_h, arm_h = rng.uniform(0.38, 0.45), rng.uniform(0.75, 0.9), rng.uniform(0.55, 0.65)
+    mat = fabric(rng)
+    parts = [
+        Part("box", (0, 0.05, seat_h / 2), half=(w / 2 - 0.18, d / 2 - 0.05, seat_h / 2), material=mat),
+        Part("box", (0, d / 2 - 0.1, back_h / 2), half=(w / 2, 0.1, back_h / 2), material=mat),
+        Part("box", (-w / 2 + 0.09, 0, arm_h / 2), half=(0.09, d / 2, arm_h / 2), material=mat),
+        Part("box", (w / 2 - 0.09, 0, arm_h / 2), half=(0.09, d / 2, arm_h / 2), material=mat),
+    ]
+    return parts, (w, d)
+
+
+def _table(rng: np.random.Generator) -> tuple[list[Part], tuple[float, float]]:
+    """A table: top and four legs."""
+    w, d = rng.uniform(0.7, 1.8), rng.uniform(0.55, 1.0)
+    h, top = rng.uniform(0.7, 0.78), rng.uniform(0.03, 0.06)
+    mat = wood(rng)
+    legs_mat = mat if rng.random() < 0.7 else metal(rng)
+    parts = [
+        Part("box", (0, 0, h - top / 2), half=(w / 2, d / 2, top / 2), material=mat),
+        *_legs(w, d, h - top, 0.06, 0.05, legs_mat, round_legs=rng.random() < 0.5),
+    ]
+    return parts, (w, d)
+
+
+def _bookshelf(rng: np.random.Generator) -> tuple[list[Part], tuple[float, float]]:
+    """A bookshelf: its body and a front of books."""
+    w, d, h = rng.uniform(0.6, 1.3), rng.uniform(0.28, 0.4), rng.uniform(1.2, 2.1)
+    body = wood(rng, vertical=True)
+    palette = np.stack([_random_color(rng, 0.1, 0.9) for _ in range(6)])
+    books = Material(
+        "books",
+        palette,
+        salt=int(rng.integers(1 << 30)),
+        extras={"shelf": float(rng.uniform(0.3, 0.4)), "board": body.colors[0]},
+    )
+    parts = [
+        Part("box", (0, 0.01, h / 2), half=(w / 2, d / 2 - 0.01, h / 2), material=body),
+        Part("quad_front", (0, -d / 2 + 0.005, h / 2), half=(w / 2 - 0.03, 0.0, h / 2 - 0.03), material=books),
+    ]
+    return parts, (w, d)
+
+
+def _box(rng: np.random.Generator) -> tuple[list[Part], tuple[float, float]]:
+    """A cardboard box, sometimes with a smaller one on top."""
+    w, d, h = rng.uniform(0.25, 0.6), rng.uniform(0.25, 0.55), rng.uniform(0.2, 0.5)
+    tone = _jitter(rng, (0.62, 0.45, 0.27), 0.12)
+    mat = Material("cardboard", np.stack([tone, np.array([0.75, 0.7, 0.6])]), salt=int(rng.integers(1 << 30)))
+    parts = [Part("box", (0, 0, h / 2), half=(w / 2, d / 2, h / 2), material=mat)]
+    if rng.random() < 0.35:  # a second box stacked on top
+        w2, d2, h2 = w * rng.uniform(0.6, 0.9), d * rng.uniform(0.6, 0.9), rng.uniform(0.15, 0.35)
+        parts.append(Part("box", (0, 0, h + h2 / 2), half=(w2 / 2, d2 / 2, h2 / 2), material=mat))
+    return parts, (w, d)
+
+
+def _lamp(rng: np.random.Generator) -> tuple[list[Part], tuple[float, float]]:
+    """A floor lamp: base, pole and a cylindrical or round shade."""
+    pole_h = rng.uniform(1.3, 1.65)
+    shade_r = rng.uniform(0.16, 0.26)
+    glow = Material("emissive", _jitter(rng, (1.0, 0.93, 0.75), 0.08)[None], salt=int(rng.integers(1 << 30)))
+    pole = metal(rng)
+    parts = [
+        Part("cylinder", (0, 0, 0.0), half=(0, 0, 0.03), radius=0.16, material=pole),
+        Part("cylinder", (0, 0, 0.03), half=(0, 0, pole_h), radius=0.015, material=pole),
+    ]
+    if rng.random() < 0.5:
+        parts.append(
+            Part(
+                "cylinder",
+                (0, 0, pole_h - 0.05),
+                half=(0, 0, rng.uniform(0.22, 0.32)),
+                radius=shade_r,
+                material=glow,
+            )
+        )
+    else:
+        parts.append(Part("sphere", (0, 0, pole_h + shade_r * 0.6), radius=shade_r, material=glow))
+    return parts, (0.36, 0.36)
+
+
+_OBJECT_BUILDERS: dict[str, Callable[[np.random.Generator], tuple[list[Part], tuple[float, float]]]] = {
+    "cabinet": _cabinet,
+    "bed": _bed,
+    "chair": _chair,
+    "sofa": _sofa,
+    "table": _table,
+    "bookshelf": _bookshelf,
+    "box": _box,
+    "lamp": _lamp,
+}
+
+
 def build_object(name: str, rng: np.random.Generator) -> tuple[list[Part], tuple[float, float]]:
     """Parts of one floor object and its footprint (width, depth) in metres."""
-    if name == "cabinet":
-        w, d, h = rng.uniform(0.5, 1.6), rng.uniform(0.4, 0.6), rng.uniform(0.5, 2.0)
-        body = wood(rng, vertical=True) if rng.random() < 0.6 else paint(rng, light=rng.random() < 0.5)
-        parts = [Part("box", (0, 0, h / 2), half=(w / 2, d / 2, h / 2), material=body)]
-        handle = metal(rng)
-        n_doors = max(1, round(w / 0.45))
-        for k in range(n_doors):
-            x = -w / 2 + (k + 0.5) * w / n_doors + (0.12 * w / n_doors) * (1 if k % 2 else -1)
-            parts.append(Part("box", (x, -d / 2 - 0.012, h * 0.55), half=(0.008, 0.012, 0.06), material=handle))
-        return parts, (w, d)
-    if name == "bed":
-        w, d, h = rng.uniform(0.9, 1.8), rng.uniform(1.9, 2.15), rng.uniform(0.4, 0.6)
-        sheet, frame = fabric(rng, light=True), wood(rng)
-        head = rng.uniform(0.9, 1.25)
-        pillow = fabric(rng, light=True)
-        parts = [
-            Part("box", (0, 0, h / 2), half=(w / 2, d / 2, h / 2), material=sheet),
-            Part("box", (0, d / 2 - 0.03, head / 2), half=(w / 2 + 0.02, 0.03, head / 2), material=frame),
-            Part("box", (0, d / 2 - 0.3, h + 0.07), half=(w * 0.4, 0.2, 0.07), material=pillow),
-        ]
-        return parts, (w + 0.04, d)
-    if name == "chair":
-        w = rng.uniform(0.4, 0.55)
-        seat_h, back_h = rng.uniform(0.42, 0.5), rng.uniform(0.35, 0.55)
-        mat = wood(rng) if rng.random() < 0.6 else paint(rng, light=False)
-        legs = _legs(w, w, seat_h - 0.04, 0.03, 0.04, mat, round_legs=rng.random() < 0.4)
-        parts = [
-            *legs,
-            Part("box", (0, 0, seat_h - 0.02), half=(w / 2, w / 2, 0.025), material=mat),
-            Part("box", (0, w / 2 - 0.025, seat_h + back_h / 2), half=(w / 2, 0.025, back_h / 2), material=mat),
-        ]
-        return parts, (w, w)
-    if name == "sofa":
-        w, d = rng.uniform(1.4, 2.4), rng.uniform(0.8, 0.95)
-        seat_h, back_h, arm_h = rng.uniform(0.38, 0.45), rng.uniform(0.75, 0.9), rng.uniform(0.55, 0.65)
-        mat = fabric(rng)
-        parts = [
-            Part("box", (0, 0.05, seat_h / 2), half=(w / 2 - 0.18, d / 2 - 0.05, seat_h / 2), material=mat),
-            Part("box", (0, d / 2 - 0.1, back_h / 2), half=(w / 2, 0.1, back_h / 2), material=mat),
-            Part("box", (-w / 2 + 0.09, 0, arm_h / 2), half=(0.09, d / 2, arm_h / 2), material=mat),
-            Part("box", (w / 2 - 0.09, 0, arm_h / 2), half=(0.09, d / 2, arm_h / 2), material=mat),
-        ]
-        return parts, (w, d)
-    if name == "table":
-        w, d = rng.uniform(0.7, 1.8), rng.uniform(0.55, 1.0)
-        h, top = rng.uniform(0.7, 0.78), rng.uniform(0.03, 0.06)
-        mat = wood(rng)
-        legs_mat = mat if rng.random() < 0.7 else metal(rng)
-        parts = [
-            Part("box", (0, 0, h - top / 2), half=(w / 2, d / 2, top / 2), material=mat),
-            *_legs(w, d, h - top, 0.06, 0.05, legs_mat, round_legs=rng.random() < 0.5),
-        ]
-        return parts, (w, d)
-    if name == "bookshelf":
-        w, d, h = rng.uniform(0.6, 1.3), rng.uniform(0.28, 0.4), rng.uniform(1.2, 2.1)
-        body = wood(rng, vertical=True)
-        palette = np.stack([_random_color(rng, 0.1, 0.9) for _ in range(6)])
-        books = Material(
-            "books",
-            palette,
-            salt=int(rng.integers(1 << 30)),
-            extras={"shelf": float(rng.uniform(0.3, 0.4)), "board": body.colors[0]},
-        )
-        parts = [
-            Part("box", (0, 0.01, h / 2), half=(w / 2, d / 2 - 0.01, h / 2), material=body),
-            Part("quad_front", (0, -d / 2 + 0.005, h / 2), half=(w / 2 - 0.03, 0.0, h / 2 - 0.03), material=books),
-        ]
-        return parts, (w, d)
-    if name == "box":
-        w, d, h = rng.uniform(0.25, 0.6), rng.uniform(0.25, 0.55), rng.uniform(0.2, 0.5)
-        tone = _jitter(rng, (0.62, 0.45, 0.27), 0.12)
-        mat = Material("cardboard", np.stack([tone, np.array([0.75, 0.7, 0.6])]), salt=int(rng.integers(1 << 30)))
-        parts = [Part("box", (0, 0, h / 2), half=(w / 2, d / 2, h / 2), material=mat)]
-        if rng.random() < 0.35:  # a second box stacked on top
-            w2, d2, h2 = w * rng.uniform(0.6, 0.9), d * rng.uniform(0.6, 0.9), rng.uniform(0.15, 0.35)
-            parts.append(Part("box", (0, 0, h + h2 / 2), half=(w2 / 2, d2 / 2, h2 / 2), material=mat))
-        return parts, (w, d)
-    if name == "lamp":
-        pole_h = rng.uniform(1.3, 1.65)
-        shade_r = rng.uniform(0.16, 0.26)
-        glow = Material("emissive", _jitter(rng, (1.0, 0.93, 0.75), 0.08)[None], salt=int(rng.integers(1 << 30)))
-        pole = metal(rng)
-        parts = [
-            Part("cylinder", (0, 0, 0.0), half=(0, 0, 0.03), radius=0.16, material=pole),
-            Part("cylinder", (0, 0, 0.03), half=(0, 0, pole_h), radius=0.015, material=pole),
-        ]
-        if rng.random() < 0.5:
-            parts.append(
-                Part(
-                    "cylinder",
-                    (0, 0, pole_h - 0.05),
-                    half=(0, 0, rng.uniform(0.22, 0.32)),
-                    radius=shade_r,
-                    material=glow,
-                )
-            )
-        else:
-            parts.append(Part("sphere", (0, 0, pole_h + shade_r * 0.6), radius=shade_r, material=glow))
-        return parts, (0.36, 0.36)
-    raise ValueError(f"unknown floor object {name!r}")
+    builder = _OBJECT_BUILDERS.get(name)
+    if builder is None:
+        raise ValueError(f"unknown floor object {name!r}")
+    return builder(rng)
 
 
 def _place_parts(parts: list[Part], x: float, y: float, yaw: float, class_id: int, instance_id: int) -> list[Primitive]:
@@ -356,25 +396,13 @@ def build_wall_item(
     up = np.array([0.0, 0.0, 1.0])
     half = np.array([w / 2, h / 2])
     cid = C[name]
+    fittings: list[Primitive] = []
     if name == "door":
         mat = wood(rng, vertical=True) if rng.random() < 0.6 else paint(rng, light=rng.random() < 0.5)
         knob_side = 1 if rng.random() < 0.5 else -1
         knob = origin + along * (pos + knob_side * (w / 2 - 0.08)) + inward * 0.06 + np.array([0, 0, 1.0])
-        return [
-            Quad(
-                center=center,
-                axis_u=along,
-                axis_v=up,
-                hu=w / 2,
-                hv=h / 2,
-                class_id=cid,
-                instance_id=instance_id,
-                material=mat,
-                occluder=False,
-            ),
-            Sphere(center=knob, radius=0.03, class_id=cid, instance_id=instance_id, material=metal(rng)),
-        ]
-    if name == "window":
+        fittings.append(Sphere(center=knob, radius=0.03, class_id=cid, instance_id=instance_id, material=metal(rng)))
+    elif name == "window":
         sky_top = _jitter(rng, (0.55, 0.72, 0.98), 0.15)
         sky_bottom = _jitter(rng, (0.92, 0.95, 1.0), 0.05)
         frame = _random_color(rng, 0.6, 0.95) if rng.random() < 0.7 else wood(rng).colors[0]
@@ -384,34 +412,21 @@ def build_wall_item(
             salt=int(rng.integers(1 << 30)),
             extras={"half": half, "glass": True},
         )
-        return [
-            Quad(
-                center=center,
-                axis_u=along,
-                axis_v=up,
-                hu=w / 2,
-                hv=h / 2,
-                class_id=cid,
-                instance_id=instance_id,
-                material=mat,
-                occluder=False,
-            )
-        ]
-    colors = np.stack([_random_color(rng, 0.05, 0.95) for _ in range(3)] + [_random_color(rng, 0.05, 0.5)])
-    mat = Material("picture", colors, salt=int(rng.integers(1 << 30)), extras={"half": half})
-    return [
-        Quad(
-            center=center,
-            axis_u=along,
-            axis_v=up,
-            hu=w / 2,
-            hv=h / 2,
-            class_id=cid,
-            instance_id=instance_id,
-            material=mat,
-            occluder=False,
-        )
-    ]
+    else:
+        colors = np.stack([_random_color(rng, 0.05, 0.95) for _ in range(3)] + [_random_color(rng, 0.05, 0.5)])
+        mat = Material("picture", colors, salt=int(rng.integers(1 << 30)), extras={"half": half})
+    panel = Quad(
+        center=center,
+        axis_u=along,
+        axis_v=up,
+        hu=w / 2,
+        hv=h / 2,
+        class_id=cid,
+        instance_id=instance_id,
+        material=mat,
+        occluder=False,
+    )
+    return [panel, *fittings]
 
 
 # --------------------------------------------------------------------------------------------------

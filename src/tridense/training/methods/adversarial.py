@@ -266,28 +266,8 @@ class AdversarialModule(DenseModule):
         self.critic = build_critic(options, self.tasks, num_classes, max_steps if max_steps > 0 else None)
 
     @classmethod
-    def from_config(
-        cls,
-        cfg: Config,
-        *,
-        model: nn.Module,
-        loss: MultiTaskLoss,
-        tasks: tuple[str, ...],
-        num_classes: int | None,
-        info: dict[str, Any],
-    ) -> AdversarialModule:
-        return cls(
-            model,
-            loss,
-            tasks=tasks,
-            num_classes=num_classes,
-            options=AdversarialOptions(**cfg.method.args),
-            optim=cfg.optim,
-            evaluation=cfg.eval,
-            info=info,
-            seed=cfg.seed,
-            max_steps=cfg.trainer.max_steps,
-        )
+    def method_arguments(cls, cfg: Config) -> dict[str, Any]:
+        return {"options": AdversarialOptions(**cfg.method.args)}
 
     # ----------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> list[dict[str, Any]]:
