@@ -166,3 +166,17 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert summary["world_size"] == 2
     results = json.loads((run_dir / "metrics" / "test.json").read_text())["results"]
     assert set(results) == {"depth", "normals", "semseg"}
+
+
+def test_a_run_shorter_than_the_validation_interval_tests_its_final_weights(tmp_path, capsys):
+    """max_steps below trainer.val_every_n_steps: no validation ran, the final weights are saved and tested."""
+    from tridense.training.config import load_config
+    from tridense.training.run import train
+
+    run = tmp_path / "short"
+    overrides = [*TINY_RUN, "trainer.max_steps=2", "trainer.val_every_n_steps=400", "eval.panel_samples=0"]
+    overrides.append(f"run_dir={run}")
+    train(load_config(None, overrides))
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "metrics" / "test.json").is_file()
+    assert "no validation ran before training ended at step 2" in capsys.readouterr().out

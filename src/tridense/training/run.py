@@ -299,8 +299,15 @@ def train(
         with interrupted_as_error(cbs.interrupt, run_dir):
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         best = cbs.best.best_model_path or cbs.last.best_model_path
-    if not best:
-        raise ConfigError("training ended before any checkpoint was written (max_steps / max_time too small?)")
+        if not best:  # no validation ran (e.g. max_steps below trainer.val_every_n_steps): keep the final weights
+            final = run_dir / "checkpoints" / "last.ckpt"
+            trainer.save_checkpoint(final)
+            best = str(final)
+            if trainer.is_global_zero:
+                print(
+                    f"no validation ran before training ended at step {module.step} (trainer.val_every_n_steps="
+                    f"{cfg.trainer.val_every_n_steps}): testing the final weights, saved to {final}"
+                )
     steps, batches = module.step, module.batches  # testing the best checkpoint restores its counters
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     if trainer.is_global_zero:
