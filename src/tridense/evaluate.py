@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tridense.data.base import DenseDataset
+from tridense.data.hha import AddHHA
 from tridense.data.io import read_depth_png, read_label_png, read_npy
 from tridense.data.sample import TASKS, collate
 from tridense.data.transforms import resize_sample
@@ -100,11 +101,11 @@ def evaluate(
             outputs, target = _saved_predictions(predictions, batch, scored, dataset.num_classes), batch
         elif resize == "pred":
             x = torch.cat([prepare_image(im, input_size) for im in image])
-            outputs = predict_batch(model, x, out_size=(h, w), flip=flip)
+            outputs = predict_batch(model, x, out_size=(h, w), flip=flip, inputs=_model_inputs(model, batch, x))
             target = batch
         else:
             x = torch.cat([prepare_image(im, input_size) for im in image])
-            outputs = predict_batch(model, x, flip=flip)
+            outputs = predict_batch(model, x, flip=flip, inputs=_model_inputs(model, batch, x))
             size = tuple(outputs[tasks[0]].shape[-2:])
             target = collate([resize_sample(_sample(batch, i), size) for i in range(image.shape[0])])
         metrics.update({k: v.cpu() for k, v in outputs.items()}, target)
@@ -136,6 +137,17 @@ def evaluate(
         for key in ("crop", "min_depth", "max_depth", "reduction"):
             del results["_meta"][key]
     return results
+
+
+def _model_inputs(model: nn.Module, batch: Mapping[str, Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The extra inputs ``model`` reads (``batch_inputs``) for the network input ``x`` (B, 3, h, w): ``hha``
+    computed from each sample's ground-truth depth resized to the input grid (the training pipeline's order;
+    gravity from the dataset's camera tilt where it has one, else estimated)."""
+    if "hha" not in getattr(model, "batch_inputs", ()):
+        return {}
+    size = tuple(x.shape[-2:])
+    add = AddHHA(gravity="auto")
+    return {"hha": torch.stack([add(resize_sample(_sample(batch, i), size))["hha"] for i in range(x.shape[0])])}
 
 
 def prediction_stem(meta: Mapping[str, Any], index: int) -> str:

@@ -138,15 +138,18 @@ class AddHHA:
     """Transform: add ``sample["hha"]`` (3, H, W), the normalised HHA of the sample's depth.
 
     Apply it last (after the geometric augmentation, whose depth and K it reads). ``gravity``: ``"estimate"``
-    (from the normals of the depth, always consistent with the transformed sample) or ``"meta"`` (the
+    (from the normals of the depth, always consistent with the transformed sample), ``"meta"`` (the
     dataset's camera tilt ``meta["R_world_from_cam"]``, e.g. SUN RGB-D's ``Rtilt``; valid only for samples
-    whose camera frame was not flipped or rotated, i.e. evaluation pipelines). A sample without depth gets
-    zeros (no geometry to encode).
+    whose camera frame was not flipped or rotated: evaluation pipelines and training without flips or
+    rotations) or ``"auto"`` (``meta`` where the sample has the tilt, else ``estimate``). A sample without
+    depth gets zeros (no geometry to encode).
     """
 
-    def __init__(self, gravity: Literal["estimate", "meta"] = "estimate", floor_percentile: float = 1.0) -> None:
-        if gravity not in ("estimate", "meta"):
-            raise ConfigError(f"HHA gravity must be 'estimate' or 'meta', got {gravity!r}")
+    def __init__(
+        self, gravity: Literal["estimate", "meta", "auto"] = "estimate", floor_percentile: float = 1.0
+    ) -> None:
+        if gravity not in ("estimate", "meta", "auto"):
+            raise ConfigError(f"HHA gravity must be 'estimate', 'meta' or 'auto', got {gravity!r}")
         self.gravity, self.floor_percentile = gravity, floor_percentile
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
@@ -156,8 +159,8 @@ class AddHHA:
             out["hha"] = torch.zeros(3, h, w)
             return out
         up = None
-        if self.gravity == "meta":
-            rotation = sample.get("meta", {}).get("R_world_from_cam")
+        rotation = (sample.get("meta") or {}).get("R_world_from_cam")
+        if self.gravity == "meta" or (self.gravity == "auto" and rotation is not None):
             if rotation is None:
                 raise ConfigError("HHA gravity 'meta' needs meta['R_world_from_cam'] (SUN RGB-D); use 'estimate'")
             up = up_from_rotation(rotation)
