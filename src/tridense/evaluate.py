@@ -117,6 +117,9 @@ def evaluate(
         if progress is not None:
             progress(seen, len(subset))
     results = metrics.compute()
+    names = getattr(dataset, "class_names", None)
+    if "semseg" in results and "iou" in results["semseg"] and names:
+        results["semseg"]["classes"] = list(names)  # aligned with the per-class "iou"
     if extra is not None:
         results.update(extra.compute())
     results["_meta"] = {
@@ -148,6 +151,15 @@ def _model_inputs(model: nn.Module, batch: Mapping[str, Any], x: torch.Tensor) -
     size = tuple(x.shape[-2:])
     add = AddHHA(gravity="auto")
     return {"hha": torch.stack([add(resize_sample(_sample(batch, i), size))["hha"] for i in range(x.shape[0])])}
+
+
+def class_iou_table(semseg: Mapping[str, Any]) -> str:
+    """Markdown table of the per-class IoU (percent) of segmentation results with ``iou`` and ``classes``."""
+    lines = ["| id | class | IoU (%) |", "|---|---|---|"]
+    names = semseg.get("classes") or [str(i) for i in range(len(semseg["iou"]))]
+    for i, (name, iou) in enumerate(zip(names, semseg["iou"], strict=True)):
+        lines.append(f"| {i} | {name} | {100 * iou:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def prediction_stem(meta: Mapping[str, Any], index: int) -> str:
