@@ -3,6 +3,8 @@ transforms, the fusion through the propagation protocol, per-group gradient clip
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from tridense.layers.propagation import PROPAGATIONS, build_propagation
 from tridense.models import create_model
 from tridense.predict import predict_files
 from tridense.training.config import OptimConfig, load_config
-from tridense.training.data import build_transform
+from tridense.training.data import build_transform, make_dataset
 from tridense.training.optim import build_optimizer, clip_grad_norm
 from tridense.training.run import build_experiment, train
 
@@ -85,6 +87,24 @@ def test_hha_transform_follows_the_model(tmp_path: Path):
     no_flip = load_config(GAD / "table4_hha.yaml", [*TINY, "data.augment.flip=false"]).data
     assert build_transform(no_flip, True, hha=True).transforms[-1].gravity == "auto"
     assert not any(isinstance(t, AddHHA) for t in build_transform(cfg, True).transforms)
+    # The +HHA row learns segmentation only: the depth is loaded as the HHA's source, then dropped.
+    full = load_config(GAD / "table4_hha.yaml", TINY)
+    sample = make_dataset(full.data, "train", train=True, tasks=full.data.tasks, hha=True)[0]
+    assert "depth" not in sample and sample["hha"].shape == (3, 32, 48) and sample["hha"].abs().sum() > 0
+    assert sample["hha"][1].max() > 0.5  # heights above the floor of a room, in metres
+
+
+def test_gad_tables_rows_exist_and_keep_the_partial_split():
+    spec = importlib.util.spec_from_file_location("gad_tables", REPO / "benchmarks" / "gad_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    assert all(config.is_file() for _, config, *_ in tables.ROWS)
+    args = argparse.Namespace(seed=0, size=[96, 128], steps=10, val_every=250, train_length=100, val_length=8,
+                              test_length=8)  # fmt: skip
+    overrides = tables.row_overrides(GAD / "table5_depth040.yaml", [], args)
+    split = next(o for o in overrides if o.startswith("data.split_args="))
+    assert "partial: {depth: 0.4}" in split and "trainer.max_steps=10" in overrides
+    assert "partial" not in next(o for o in tables.row_overrides(GAD / "table4_spf.yaml", [], args) if "split" in o)
 
 
 @pytest.mark.slow

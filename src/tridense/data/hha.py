@@ -142,15 +142,20 @@ class AddHHA:
     dataset's camera tilt ``meta["R_world_from_cam"]``, e.g. SUN RGB-D's ``Rtilt``; valid only for samples
     whose camera frame was not flipped or rotated: evaluation pipelines and training without flips or
     rotations) or ``"auto"`` (``meta`` where the sample has the tilt, else ``estimate``). A sample without
-    depth gets zeros (no geometry to encode).
+    depth gets zeros (no geometry to encode). ``drop_depth``: remove the depth once encoded (it was loaded
+    as an input only, not as a task to learn).
     """
 
     def __init__(
-        self, gravity: Literal["estimate", "meta", "auto"] = "estimate", floor_percentile: float = 1.0
+        self,
+        gravity: Literal["estimate", "meta", "auto"] = "estimate",
+        floor_percentile: float = 1.0,
+        *,
+        drop_depth: bool = False,
     ) -> None:
         if gravity not in ("estimate", "meta", "auto"):
             raise ConfigError(f"HHA gravity must be 'estimate', 'meta' or 'auto', got {gravity!r}")
-        self.gravity, self.floor_percentile = gravity, floor_percentile
+        self.gravity, self.floor_percentile, self.drop_depth = gravity, floor_percentile, drop_depth
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         out = dict(sample)
@@ -166,6 +171,8 @@ class AddHHA:
             up = up_from_rotation(rotation)
         channels = hha(sample["depth"], sample["K"], up=up, floor_percentile=self.floor_percentile)
         out["hha"] = normalise_hha(channels)
+        if self.drop_depth:
+            del out["depth"]
         return out
 
     def __repr__(self) -> str:

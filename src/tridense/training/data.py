@@ -124,9 +124,10 @@ class SeededDataset(Dataset):
             return self.dataset[index]
 
 
-def build_transform(cfg: DataConfig, train: bool, *, hha: bool = False) -> Transform:
+def build_transform(cfg: DataConfig, train: bool, *, hha: bool = False, drop_depth: bool = False) -> Transform:
     """The training or evaluation transforms of ``cfg``; ``hha``: append :class:`~tridense.data.hha.AddHHA`
-    (for models that read the HHA of the ground-truth depth), after the geometric augmentation.
+    (for models that read the HHA of the ground-truth depth), after the geometric augmentation, removing the
+    depth afterwards when ``drop_depth`` (loaded as an input only).
 
     HHA's gravity is the dataset's camera tilt where the sample has one and its camera frame is untouched
     (evaluation; training without flips or rotations), else estimated from the normals (``"estimate"``).
@@ -146,7 +147,7 @@ def build_transform(cfg: DataConfig, train: bool, *, hha: bool = False) -> Trans
         )
     if hha:
         frame_changed = train and (cfg.augment.flip or bool(cfg.augment.rotation))
-        transform.transforms.append(AddHHA(gravity="estimate" if frame_changed else "auto"))
+        transform.transforms.append(AddHHA(gravity="estimate" if frame_changed else "auto", drop_depth=drop_depth))
     return transform
 
 
@@ -157,9 +158,13 @@ def make_dataset(
     args = {**cfg.args, **cfg.split_args.get(split, {})}
     if cfg.dataset == "synthetic" and cfg.size and "size" not in args:
         args["size"] = tuple(cfg.size)  # render at the network size: exact, and faster than resizing
+    drop_depth = False
     if tasks is not None:
+        if hha and "depth" not in tasks:  # HHA encodes the depth: load it as an input, drop it once encoded
+            tasks, drop_depth = [*tasks, "depth"], True
         args.setdefault("tasks", list(tasks))
-    return build_dataset(cfg.dataset, cfg.root, split, transform=build_transform(cfg, train, hha=hha), **args)
+    transform = build_transform(cfg, train, hha=hha, drop_depth=drop_depth)
+    return build_dataset(cfg.dataset, cfg.root, split, transform=transform, **args)
 
 
 class DenseDataModule(L.LightningDataModule):
