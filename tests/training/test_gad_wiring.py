@@ -166,7 +166,9 @@ def test_fusion_blocks_are_propagation_kinds_with_stable_parameter_names():
     model = create_model("gad", encoder="resnet18", num_classes=3, decoder_channels=(8, 8, 8, 8), spf_channels=8)
     assert "fusion.theta.0.weight" in model.state_dict() and "fusion.out.1.weight" in model.state_dict()
     with pytest.raises(ConfigError, match="guide"):
-        build_propagation("gap", tasks=("depth", "normals", "semseg"), channels=6)
+        build_propagation("gap", tasks=("normals", "semseg"), channels=6)
+    block.set_iterations(0)
+    assert block.propagate({"depth": g, "semseg": p}, initial)[0]["semseg"] is p
 
 
 def test_group_grad_clip_clips_only_its_group():

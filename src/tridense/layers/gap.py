@@ -17,8 +17,8 @@ Fig. 3. For semantic features p (B, C, H, W) and the learned depth embedding G (
 Both blocks take ``(features, guide)`` and return features of the input's shape. Through the propagation
 protocol (:mod:`tridense.layers.propagation`) they are the kinds ``"gap"`` (:class:`GAPPropagation`) and
 ``"conv"`` (:class:`ConvFusionPropagation`): built with ``build_propagation(kind, tasks=(guide, target),
-channels=C)``, they map ``{guide: G, target: p}`` to ``{guide: G, target: q}`` and pass the initial predictions
-through; GAD builds its fusion this way.
+channels=C, guide=guide)``, they map ``{guide: G, target: p}`` to ``{guide: G, target: q}`` and pass the
+initial predictions through (every non-guide task is fused by the same block); GAD builds its fusion this way.
 """
 
 from __future__ import annotations
@@ -177,43 +177,52 @@ def build_fusion(
     raise ConfigError(f"unknown GAD fusion {kind!r}; valid: {', '.join(FUSIONS)}")
 
 
-def _guide_and_target(kind: str, tasks: Sequence[str], guide: str) -> str:
-    """The target task of a guided fusion over ``tasks``: the one that is not ``guide``."""
+def _targets(kind: str, tasks: Sequence[str], guide: str) -> tuple[str, ...]:
+    """The tasks a guided fusion over ``tasks`` changes: every one but ``guide``."""
     tasks = tuple(tasks)
-    if len(tasks) != 2 or guide not in tasks:
+    if guide not in tasks or len(tasks) < 2:
         raise ConfigError(
-            f"propagation {kind!r} fuses one task's features guided by another's: tasks must be two, one of them "
-            f"the guide {guide!r}; got {list(tasks)}"
+            f"propagation {kind!r} fuses task features guided by another task's: the tasks must include the guide "
+            f"{guide!r} and at least one other; got {list(tasks)}"
         )
-    return next(t for t in tasks if t != guide)
+    return tuple(t for t in tasks if t != guide)
 
 
 class _GuidedPropagation:
-    """The propagation protocol over a ``(features, guide) -> features`` block (a mixin before the block)."""
+    """The propagation protocol over a ``(features, guide) -> features`` residual block (a mixin before it).
+
+    The block (one set of parameters) fuses every non-guide task's features with the guide's (GAD has one
+    target, segmentation); ``iterations`` applies it that many times (1 by default; 0 is the identity).
+    """
 
     tasks: tuple[str, ...]
     guide: str
-    target: str
+    targets: tuple[str, ...]
+    iterations: int
 
     def propagate(
         self, features: Mapping[str, Tensor], initial: Mapping[str, Tensor], iterations: int | None = None
     ) -> tuple[TaskMaps, TaskMaps]:
-        """``{guide: G, target: p}`` -> ``{guide: G, target: block(p, G)}``; initial predictions unchanged."""
+        """``{guide: G, t: p_t}`` -> ``{guide: G, t: block(p_t, G)}``; initial predictions unchanged."""
+        steps = self.iterations if iterations is None else iterations
         out = dict(features)
-        out[self.target] = self(features[self.target], features[self.guide])
+        for task in self.targets:
+            for _ in range(steps):
+                out[task] = self(out[task], features[self.guide])
         return out, dict(initial)
 
     def set_iterations(self, iterations: int) -> None:
-        """One propagation step: nothing iterates."""
+        self.iterations = int(iterations)
 
 
 @register_propagation("gap")
 class GAPPropagation(_GuidedPropagation, GeometryAwarePropagation):
     """GAP as a propagation block: the ``guide`` task's features (GAD: the depth embedding) steer the propagation
-    of the other task's; parameter names are :class:`GeometryAwarePropagation`'s (``theta``, ``phi``, ``g``, ``out``).
+    of the other tasks' (one block shared by them; GAD has one, segmentation); parameter names are
+    :class:`GeometryAwarePropagation`'s (``theta``, ``phi``, ``g``, ``out``).
 
     Args:
-        tasks: the two tasks, one of them ``guide``.
+        tasks: the tasks, ``guide`` among them.
         channels: channels of the target's features.
         inter_channels: width of theta, phi and g.
         guide: the guiding task.
@@ -231,9 +240,9 @@ class GAPPropagation(_GuidedPropagation, GeometryAwarePropagation):
         guide_channels: int | None = None,
         **options: Any,
     ) -> None:
-        target = _guide_and_target("gap", tasks, guide)
+        targets = _targets("gap", tasks, guide)
         super().__init__(channels, guide_channels or channels, inter_channels, **options)
-        self.tasks, self.guide, self.target = tuple(tasks), guide, target
+        self.tasks, self.guide, self.targets, self.iterations = tuple(tasks), guide, targets, 1
 
 
 @register_propagation("conv")
@@ -251,6 +260,6 @@ class ConvFusionPropagation(_GuidedPropagation, ConvFusion):
         guide_channels: int | None = None,
         zero_init: bool = True,
     ) -> None:
-        target = _guide_and_target("conv", tasks, guide)
+        targets = _targets("conv", tasks, guide)
         super().__init__(channels, guide_channels or channels, inter_channels, zero_init=zero_init)
-        self.tasks, self.guide, self.target = tuple(tasks), guide, target
+        self.tasks, self.guide, self.targets, self.iterations = tuple(tasks), guide, targets, 1
