@@ -265,7 +265,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from tridense.data.io import write_json
     from tridense.data.registry import build_dataset
-    from tridense.evaluate import evaluate
+    from tridense.evaluate import class_iou_table, evaluate
     from tridense.inference import model_input_size
     from tridense.training.run import results_table
 
@@ -301,6 +301,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     meta = results.pop("_meta")
     print(f"protocol: {meta['protocol']}")
     print(results_table(results))
+    if "iou" in results.get("semseg", {}):
+        print(class_iou_table(results["semseg"]))
     print(json.dumps(meta))
     if args.json:
         payload = {

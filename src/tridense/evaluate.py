@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tridense.data.base import DenseDataset
+from tridense.data.hha import AddHHA
 from tridense.data.io import read_depth_png, read_label_png, read_npy
 from tridense.data.sample import TASKS, collate
 from tridense.data.transforms import resize_sample
@@ -48,9 +49,10 @@ def _predict(
     ``resize="pred"`` (outputs at its resolution), else the batch resized to the outputs (of ``first_task``)."""
     image = batch["image"]  # (B, 3, H, W) in [0, 1], the ground truth's resolution
     x = torch.cat([prepare_image(im, input_size) for im in image])
+    inputs = _model_inputs(model, batch, x)  # e.g. GAD's HHA stream
     if resize == "pred":
-        return predict_batch(model, x, out_size=tuple(image.shape[-2:]), flip=flip), batch
-    outputs = predict_batch(model, x, flip=flip)
+        return predict_batch(model, x, out_size=tuple(image.shape[-2:]), flip=flip, inputs=inputs), batch
+    outputs = predict_batch(model, x, flip=flip, inputs=inputs)
     size = tuple(outputs[first_task].shape[-2:])
     return outputs, collate([resize_sample(_sample(batch, i), size) for i in range(image.shape[0])])
 
@@ -137,6 +139,9 @@ def evaluate(
         if progress is not None:
             progress(seen, len(subset))
     results = metrics.compute()
+    names = getattr(dataset, "class_names", None)
+    if "semseg" in results and "iou" in results["semseg"] and names:
+        results["semseg"]["classes"] = list(names)  # aligned with the per-class "iou"
     for extra in scorers[1:]:
         results.update(extra.compute())
     settings: dict[str, Any] = {"flip": flip, "resize": resize}
@@ -152,6 +157,26 @@ def evaluate(
         **settings,
     }
     return results
+
+
+def _model_inputs(model: nn.Module, batch: Mapping[str, Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The extra inputs ``model`` reads (``batch_inputs``) for the network input ``x`` (B, 3, h, w): ``hha``
+    computed from each sample's ground-truth depth resized to the input grid (the training pipeline's order;
+    gravity from the dataset's camera tilt where it has one, else estimated)."""
+    if "hha" not in getattr(model, "batch_inputs", ()):
+        return {}
+    size = tuple(x.shape[-2:])
+    add = AddHHA(gravity="auto")
+    return {"hha": torch.stack([add(resize_sample(_sample(batch, i), size))["hha"] for i in range(x.shape[0])])}
+
+
+def class_iou_table(semseg: Mapping[str, Any]) -> str:
+    """Markdown table of the per-class IoU (percent) of segmentation results with ``iou`` and ``classes``."""
+    lines = ["| id | class | IoU (%) |", "|---|---|---|"]
+    names = semseg.get("classes") or [str(i) for i in range(len(semseg["iou"]))]
+    for i, (name, iou) in enumerate(zip(names, semseg["iou"], strict=True)):
+        lines.append(f"| {i} | {name} | {100 * iou:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def prediction_stem(meta: Mapping[str, Any], index: int) -> str:

@@ -24,6 +24,15 @@ from tridense.tasks import TASK_SPECS, TASKS
 TASK_KEYS = TASKS
 
 
+def model_inputs(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch entries ``model`` reads besides the image: the keys of its ``batch_inputs`` present in ``batch``.
+
+    A model that needs more than the image (GAD: ``hha``, ``has_depth``) names them in ``batch_inputs``; every
+    caller runs ``model(image, **model_inputs(model, batch))``.
+    """
+    return {k: batch[k] for k in getattr(model, "batch_inputs", ()) if k in batch}
+
+
 def prepare_image(image: np.ndarray | torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
     """uint8 (H, W, 3) or float (3, H, W) in [0, 1] -> normalised (1, 3, h, w) at ``size``."""
     if isinstance(image, np.ndarray):
@@ -45,15 +54,29 @@ def _flip_back(outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def predict_batch(
-    model: nn.Module, image: torch.Tensor, *, out_size: tuple[int, int] | None = None, flip: bool = False
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    out_size: tuple[int, int] | None = None,
+    flip: bool = False,
+    inputs: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Task outputs for a normalised image batch, optionally averaged with the flipped input's, resized to
     ``out_size`` (default: the input size). Depth is averaged in metres, normals as vectors then
-    renormalised, segmentation as probabilities (returned as log-probabilities when flipping)."""
-    image = image.to(next(model.parameters()).device)
-    outputs = {k: v.float() for k, v in model(image).items() if k in TASK_KEYS}
+    renormalised, segmentation as probabilities (returned as log-probabilities when flipping).
+
+    ``inputs``: the model's extra inputs (:func:`model_inputs`), image-shaped ones (B, C, H, W) at the image's
+    size (flipped with it).
+    """
+    device = next(model.parameters()).device
+    image = image.to(device)
+    extra = {k: v.to(device) for k, v in (inputs or {}).items()}
+    outputs = {k: v.float() for k, v in model(image, **extra).items() if k in TASK_KEYS}
     if flip:
-        mirrored = _flip_back({k: v.float() for k, v in model(image.flip(-1)).items() if k in TASK_KEYS})
+        flipped = {k: v.flip(-1) if v.dim() == 4 else v for k, v in extra.items()}
+        mirrored = _flip_back(
+            {k: v.float() for k, v in model(image.flip(-1), **flipped).items() if k in TASK_KEYS}
+        )
         for task in outputs:
             if task == "semseg":
                 outputs[task] = torch.log((outputs[task].softmax(1) + mirrored[task].softmax(1)) / 2 + 1e-12)

@@ -31,7 +31,7 @@ from PIL import Image
 from torch import nn
 
 from tridense.data.io import depth_to_png_mm, read_rgb, write_json, write_npy, write_png
-from tridense.errors import DataError
+from tridense.errors import ConfigError, DataError
 from tridense.geometry import depth_to_pointcloud, points_to_ply
 from tridense.inference import (
     intrinsics_for,
@@ -242,6 +242,12 @@ def predict_files(
         point_cloud_at_output_size: the point cloud at the output size (default: the prediction's size).
         progress: called with (done, total) after each image; ``log`` gets skipped inputs.
     """
+    if "hha" in getattr(model, "batch_inputs", ()):
+        raise ConfigError(
+            "this model reads the HHA encoding of the ground-truth depth besides the image (GAD with "
+            "model.args.hha: true, Table 4's +HHA row); a plain image has no depth: score it on a dataset with "
+            "depth with `tridense evaluate` (which computes the HHA), or use an RGB-only GAD model"
+        )
     if output_size not in ("native", "input") and not isinstance(output_size, tuple):
         raise DataError(f"output size must be 'native', 'input' or (H, W), got {output_size!r}")
     out = Path(out)

@@ -93,7 +93,7 @@ def test_gap_uses_the_guide():
     block = _block()
     p = torch.randn(1, 6, *SIZE, dtype=torch.float64)
     g = torch.zeros(1, 5, *SIZE, dtype=torch.float64)
-    y = block.propagate(p, g)
+    y = block.affinity_product(p, g)
     mean = block.g(p).mean(dim=(2, 3), keepdim=True).expand_as(y)
     torch.testing.assert_close(y, mean)
     assert not torch.allclose(block(p, torch.randn_like(g)), block(p, g))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tridense.errors import ConfigError
-from tridense.layers.gap import ConvFusion, GeometryAwarePropagation
+from tridense.layers.gap import ConvFusionPropagation, GAPPropagation
 from tridense.losses import MultiTaskLoss, build_task_losses
 from tridense.losses.gad import SideOutputLoss
 from tridense.models import create_model
@@ -49,7 +49,7 @@ def test_table4_rows_build_run_and_train(row: str):
     assert (sides is not None) == (row == "full")
     if sides:
         assert tuple(sides) == SIDE_OUTPUTS and all(s.shape == (2, 5, 32, 48) for s in sides.values())
-    fusion = {"vanconv": ConvFusion, "gap": GeometryAwarePropagation, "full": GeometryAwarePropagation}
+    fusion = {"vanconv": ConvFusionPropagation, "gap": GAPPropagation, "full": GAPPropagation}
     assert type(model.fusion) is fusion[row] if row in fusion else model.fusion is None
     loss = MultiTaskLoss(build_task_losses(model.tasks, semseg="focal"), extra=[SideOutputLoss(model.tasks)])
     terms = loss(out, batch)

@@ -138,16 +138,24 @@ class AddHHA:
     """Transform: add ``sample["hha"]`` (3, H, W), the normalised HHA of the sample's depth.
 
     Apply it last (after the geometric augmentation, whose depth and K it reads). ``gravity``: ``"estimate"``
-    (from the normals of the depth, always consistent with the transformed sample) or ``"meta"`` (the
+    (from the normals of the depth, always consistent with the transformed sample), ``"meta"`` (the
     dataset's camera tilt ``meta["R_world_from_cam"]``, e.g. SUN RGB-D's ``Rtilt``; valid only for samples
-    whose camera frame was not flipped or rotated, i.e. evaluation pipelines). A sample without depth gets
-    zeros (no geometry to encode).
+    whose camera frame was not flipped or rotated: evaluation pipelines and training without flips or
+    rotations) or ``"auto"`` (``meta`` where the sample has the tilt, else ``estimate``). A sample without
+    depth gets zeros (no geometry to encode). ``drop_depth``: remove the depth once encoded (it was loaded
+    as an input only, not as a task to learn).
     """
 
-    def __init__(self, gravity: Literal["estimate", "meta"] = "estimate", floor_percentile: float = 1.0) -> None:
-        if gravity not in ("estimate", "meta"):
-            raise ConfigError(f"HHA gravity must be 'estimate' or 'meta', got {gravity!r}")
-        self.gravity, self.floor_percentile = gravity, floor_percentile
+    def __init__(
+        self,
+        gravity: Literal["estimate", "meta", "auto"] = "estimate",
+        floor_percentile: float = 1.0,
+        *,
+        drop_depth: bool = False,
+    ) -> None:
+        if gravity not in ("estimate", "meta", "auto"):
+            raise ConfigError(f"HHA gravity must be 'estimate', 'meta' or 'auto', got {gravity!r}")
+        self.gravity, self.floor_percentile, self.drop_depth = gravity, floor_percentile, drop_depth
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         out = dict(sample)
@@ -156,13 +164,15 @@ class AddHHA:
             out["hha"] = torch.zeros(3, h, w)
             return out
         up = None
-        if self.gravity == "meta":
-            rotation = sample.get("meta", {}).get("R_world_from_cam")
+        rotation = (sample.get("meta") or {}).get("R_world_from_cam")
+        if self.gravity == "meta" or (self.gravity == "auto" and rotation is not None):
             if rotation is None:
                 raise ConfigError("HHA gravity 'meta' needs meta['R_world_from_cam'] (SUN RGB-D); use 'estimate'")
             up = up_from_rotation(rotation)
         channels = hha(sample["depth"], sample["K"], up=up, floor_percentile=self.floor_percentile)
         out["hha"] = normalise_hha(channels)
+        if self.drop_depth:
+            del out["depth"]
         return out
 
     def __repr__(self) -> str:

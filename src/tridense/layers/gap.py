@@ -14,18 +14,24 @@ Fig. 3. For semantic features p (B, C, H, W) and the learned depth embedding G (
   fused by convolutions, with the same residual form ``q = p + BN(conv1x1(ReLU(BN(conv3x3([p, G])))))``, so
   the two blocks differ only in how G acts (as an affinity guide or as more channels).
 
-Both blocks take ``(features, guide)`` and return features of the input's shape.
+Both blocks take ``(features, guide)`` and return features of the input's shape. Through the propagation
+protocol (:mod:`tridense.layers.propagation`) they are the kinds ``"gap"`` (:class:`GAPPropagation`) and
+``"conv"`` (:class:`ConvFusionPropagation`): built with ``build_propagation(kind, tasks=(guide, target),
+channels=C, guide=guide)``, they map ``{guide: G, target: p}`` to ``{guide: G, target: q}`` and pass the
+initial predictions through (every non-guide task is fused by the same block); GAD builds its fusion this way.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from tridense.errors import ConfigError
 from tridense.layers.affinity import check_mode, diffuse
+from tridense.layers.propagation import TaskMaps, register_propagation
 
 FUSIONS: tuple[str, ...] = ("gap", "conv", "none")
 
@@ -90,7 +96,7 @@ class GeometryAwarePropagation(nn.Module):
         if zero_init:
             nn.init.zeros_(self.out[1].weight)
 
-    def propagate(self, features: Tensor, guide: Tensor) -> Tensor:
+    def affinity_product(self, features: Tensor, guide: Tensor) -> Tensor:
         """``W g(p)`` before the output projection: (B, C, H, W), (B, C_g, H, W) -> (B, inter, H, W)."""
         _check_inputs(features, guide, self.channels, self.guide_channels)
         b, _, h, w = features.shape
@@ -115,7 +121,7 @@ class GeometryAwarePropagation(nn.Module):
 
     def forward(self, features: Tensor, guide: Tensor) -> Tensor:
         """Distilled features ``p + BN(conv(W g(p)))``, (B, C, H, W)."""
-        return features + self.out(self.propagate(features, guide))
+        return features + self.out(self.affinity_product(features, guide))
 
     def extra_repr(self) -> str:
         return f"inter_channels={self.inter_channels}, subsample={self.subsample}, mode={self.mode!r}"
@@ -169,3 +175,91 @@ def build_fusion(
             raise ConfigError(f"options {sorted(gap_options)} have no effect with fusion 'none'")
         return None
     raise ConfigError(f"unknown GAD fusion {kind!r}; valid: {', '.join(FUSIONS)}")
+
+
+def _targets(kind: str, tasks: Sequence[str], guide: str) -> tuple[str, ...]:
+    """The tasks a guided fusion over ``tasks`` changes: every one but ``guide``."""
+    tasks = tuple(tasks)
+    if guide not in tasks or len(tasks) < 2:
+        raise ConfigError(
+            f"propagation {kind!r} fuses task features guided by another task's: the tasks must include the guide "
+            f"{guide!r} and at least one other; got {list(tasks)}"
+        )
+    return tuple(t for t in tasks if t != guide)
+
+
+class _GuidedPropagation:
+    """The propagation protocol over a ``(features, guide) -> features`` residual block (a mixin before it).
+
+    The block (one set of parameters) fuses every non-guide task's features with the guide's (GAD has one
+    target, segmentation); ``iterations`` applies it that many times (1 by default; 0 is the identity).
+    """
+
+    tasks: tuple[str, ...]
+    guide: str
+    targets: tuple[str, ...]
+    iterations: int
+
+    def propagate(
+        self, features: Mapping[str, Tensor], initial: Mapping[str, Tensor], iterations: int | None = None
+    ) -> tuple[TaskMaps, TaskMaps]:
+        """``{guide: G, t: p_t}`` -> ``{guide: G, t: block(p_t, G)}``; initial predictions unchanged."""
+        steps = self.iterations if iterations is None else iterations
+        out = dict(features)
+        for task in self.targets:
+            for _ in range(steps):
+                out[task] = self(out[task], features[self.guide])
+        return out, dict(initial)
+
+    def set_iterations(self, iterations: int) -> None:
+        self.iterations = int(iterations)
+
+
+@register_propagation("gap")
+class GAPPropagation(_GuidedPropagation, GeometryAwarePropagation):
+    """GAP as a propagation block: the ``guide`` task's features (GAD: the depth embedding) steer the propagation
+    of the other tasks' (one block shared by them; GAD has one, segmentation); parameter names are
+    :class:`GeometryAwarePropagation`'s (``theta``, ``phi``, ``g``, ``out``).
+
+    Args:
+        tasks: the tasks, ``guide`` among them.
+        channels: channels of the target's features.
+        inter_channels: width of theta, phi and g.
+        guide: the guiding task.
+        guide_channels: channels of the guide's features (default ``channels``).
+        **options: :class:`GeometryAwarePropagation`'s (``subsample``, ``mode``, ``zero_init``, ...).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        channels: int,
+        inter_channels: int | None = None,
+        *,
+        guide: str = "depth",
+        guide_channels: int | None = None,
+        **options: Any,
+    ) -> None:
+        targets = _targets("gap", tasks, guide)
+        super().__init__(channels, guide_channels or channels, inter_channels, **options)
+        self.tasks, self.guide, self.targets, self.iterations = tuple(tasks), guide, targets, 1
+
+
+@register_propagation("conv")
+class ConvFusionPropagation(_GuidedPropagation, ConvFusion):
+    """Fig. 3's vanilla convolution as a propagation block (the guide's features concatenated to the target's);
+    parameter names are :class:`ConvFusion`'s. Arguments as :class:`GAPPropagation`'s (only ``zero_init``)."""
+
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        channels: int,
+        inter_channels: int | None = None,
+        *,
+        guide: str = "depth",
+        guide_channels: int | None = None,
+        zero_init: bool = True,
+    ) -> None:
+        targets = _targets("conv", tasks, guide)
+        super().__init__(channels, guide_channels or channels, inter_channels, zero_init=zero_init)
+        self.tasks, self.guide, self.targets, self.iterations = tuple(tasks), guide, targets, 1

@@ -13,7 +13,8 @@ steps of blocks that iterate (a no-op for the others). Blocks are built by name 
 Kinds: ``"pap"`` (:class:`~tridense.layers.affinity.PatternAffinitivePropagation`, cross-task affinities
 diffusing both signals), ``"cross_stitch"`` (linear mixing of the features, Misra et al.), ``"cspn"`` (local
 spatial propagation, Cheng et al., diffusing both signals; per-task kernels combined across tasks by default),
-``"none"`` (identity).
+``"none"`` (identity), and GAD's ``"gap"`` and ``"conv"`` (:mod:`tridense.layers.gap`: a guide task's features
+steer the others').
 """
 
 from __future__ import annotations
@@ -206,3 +207,6 @@ def build_propagation(kind: str, *, tasks: Sequence[str], channels: int, **optio
         return PROPAGATIONS[kind](tuple(tasks), channels, **options)
     except TypeError as err:
         raise ConfigError(f"propagation {kind!r}: {err}") from err
+
+
+from tridense.layers import gap as _gap  # noqa: E402, F401  (registers GAD's "gap" and "conv" kinds)

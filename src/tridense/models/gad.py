@@ -40,7 +40,8 @@ from torch import Tensor, nn
 
 from tridense.errors import ConfigError
 from tridense.layers.blocks import ConvBNReLU, upsample_to
-from tridense.layers.gap import FUSIONS, build_fusion
+from tridense.layers.gap import FUSIONS
+from tridense.layers.propagation import build_propagation
 from tridense.models.encoder import Encoder
 from tridense.models.heads import activate, init_depth_bias
 from tridense.models.registry import register_model
@@ -137,7 +138,8 @@ class GADNet(nn.Module):
         min_depth: lower bound of the predicted depth (metres).
     """
 
-    #: Batch keys that :meth:`forward` accepts as keyword inputs besides the image.
+    #: Batch keys that :meth:`forward` reads as keyword inputs besides the image (``hha`` only with the HHA
+    #: stream: the instance narrows it); callers pass them with :func:`tridense.inference.model_inputs`.
     batch_inputs: tuple[str, ...] = ("hha", "has_depth")
 
     def __init__(
@@ -179,6 +181,7 @@ class GADNet(nn.Module):
         if hha_encoder is not None and hha_encoder.channels != encoder.channels:
             raise ConfigError("the HHA encoder must have the RGB encoder's architecture (same channels per level)")
         self.encoder, self.encoder_hha = encoder, hha_encoder
+        self.batch_inputs = ("hha", "has_depth") if hha_encoder is not None else ("has_depth",)
         self.num_classes, self.min_depth = int(num_classes), min_depth
         self.feature_propagation, self.fusion_kind, self.use_spf = feature_propagation, fusion, spf
 
@@ -189,8 +192,13 @@ class GADNet(nn.Module):
             self.depth_decoder = Decoder(deepest, decoder_channels)
             self.depth_head = nn.Conv2d(width, 1, 3, padding=1)
             init_depth_bias(self.depth_head)
-        gap_options = {"subsample": gap_subsample, "mode": gap_mode} if fusion == "gap" else {}
-        self.fusion = build_fusion(fusion, width, width, gap_channels, **gap_options)
+        # The fusion is a propagation block (tridense.layers.propagation) guided by the depth embedding.
+        self.fusion: nn.Module | None = None
+        if fusion != "none":
+            options = {"subsample": gap_subsample, "mode": gap_mode} if fusion == "gap" else {}
+            self.fusion = build_propagation(
+                fusion, tasks=GAD_TASKS, channels=width, inter_channels=gap_channels, guide="depth", **options
+            )
         self.distilled_head = nn.Conv2d(width, num_classes, 1)
         if spf:
             # Encoder levels of decreasing depth: the deepest four, deepest first.
@@ -250,7 +258,8 @@ class GADNet(nn.Module):
             if self.feature_propagation:
                 x = x + depth_feats[k]
         if self.fusion is not None:
-            x = self.fusion(x, depth_feats[-1])
+            fused, _ = self.fusion.propagate({"depth": depth_feats[-1], "semseg": x}, {})
+            x = fused["semseg"]
         distilled = self.distilled_head(x)
         if not self.use_spf:
             out["semseg"] = activate("semseg", upsample_to(distilled, size))

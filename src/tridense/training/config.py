@@ -164,6 +164,9 @@ class GroupConfig(Section):
     lr: Float | None = None
     #: Weight decay of the group (default: ``optim.weight_decay``).
     weight_decay: Float | None = None
+    #: Clip this group's gradients by their own global norm (null: the group is clipped with the other
+    #: parameters by ``optim.grad_clip``), e.g. GAD's clipping of the semantic branch only.
+    grad_clip: Annotated[float, Strict(), BeforeValidator(_yaml_float), Field(gt=0)] | None = None
 
     @property
     def patterns(self) -> tuple[str, ...]:
@@ -194,7 +197,8 @@ class OptimConfig(Section):
     #: its decay (the default's budget is time). Ignored (with a warning) in deterministic mode and without
     #: ``max_time``, where progress counts steps only.
     anneal_by_time: Bool = True
-    #: Gradient clipping by global norm (null = off), before every optimiser step.
+    #: Gradient clipping by global norm (null = off), before every optimiser step, of the parameters whose
+    #: group has no ``grad_clip`` of its own.
     grad_clip: Annotated[float, Strict(), BeforeValidator(_yaml_float), Field(gt=0)] | None = 5.0
 
 

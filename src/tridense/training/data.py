@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tridense.data.base import DenseDataset, Transform
+from tridense.data.hha import AddHHA
 from tridense.data.registry import build_dataset
 from tridense.data.sample import collate
 from tridense.data.transforms import eval_transforms, train_transforms
@@ -123,43 +124,63 @@ class SeededDataset(Dataset):
             return self.dataset[index]
 
 
-def build_transform(cfg: DataConfig, train: bool) -> Transform:
+def build_transform(cfg: DataConfig, train: bool, *, hha: bool = False, drop_depth: bool = False) -> Transform:
+    """The training or evaluation transforms of ``cfg``; ``hha``: append :class:`~tridense.data.hha.AddHHA`
+    (for models that read the HHA of the ground-truth depth), after the geometric augmentation, removing the
+    depth afterwards when ``drop_depth`` (loaded as an input only).
+
+    HHA's gravity is the dataset's camera tilt where the sample has one and its camera frame is untouched
+    (evaluation; training without flips or rotations), else estimated from the normals (``"estimate"``).
+    """
     size = tuple(cfg.size) if cfg.size else None
     if not train:
-        return eval_transforms(size)
-    aug = cfg.augment
-    return train_transforms(
-        size,
-        scale=tuple(aug.scale) if aug.scale else None,
-        zoom=tuple(aug.zoom) if aug.zoom else None,
-        flip=aug.flip,
-        rotation=aug.rotation,
-        color=aug.color,
-    )
+        transform = eval_transforms(size)
+    else:
+        aug = cfg.augment
+        transform = train_transforms(
+            size,
+            scale=tuple(aug.scale) if aug.scale else None,
+            zoom=tuple(aug.zoom) if aug.zoom else None,
+            flip=aug.flip,
+            rotation=aug.rotation,
+            color=aug.color,
+        )
+    if hha:
+        frame_changed = train and (cfg.augment.flip or bool(cfg.augment.rotation))
+        transform.transforms.append(AddHHA(gravity="estimate" if frame_changed else "auto", drop_depth=drop_depth))
+    return transform
 
 
-def make_dataset(cfg: DataConfig, split: str, *, train: bool, tasks: Sequence[str] | None = None) -> DenseDataset:
-    """The dataset of ``split`` with the training or evaluation transforms of ``cfg``."""
+def make_dataset(
+    cfg: DataConfig, split: str, *, train: bool, tasks: Sequence[str] | None = None, hha: bool = False
+) -> DenseDataset:
+    """The dataset of ``split`` with the training or evaluation transforms of ``cfg`` (``hha``: with HHA)."""
     args = {**cfg.args, **cfg.split_args.get(split, {})}
     if cfg.dataset == "synthetic" and cfg.size and "size" not in args:
         args["size"] = tuple(cfg.size)  # render at the network size: exact, and faster than resizing
+    drop_depth = False
     if tasks is not None:
+        if hha and "depth" not in tasks:  # HHA encodes the depth: load it as an input, drop it once encoded
+            tasks, drop_depth = [*tasks, "depth"], True
         args.setdefault("tasks", list(tasks))
-    return build_dataset(cfg.dataset, cfg.root, split, transform=build_transform(cfg, train), **args)
+    transform = build_transform(cfg, train, hha=hha, drop_depth=drop_depth)
+    return build_dataset(cfg.dataset, cfg.root, split, transform=transform, **args)
 
 
 class DenseDataModule(L.LightningDataModule):
-    """Train / val / test loaders of one dataset configuration."""
+    """Train / val / test loaders of one dataset configuration (``hha``: samples carry the HHA of their depth)."""
 
-    def __init__(self, cfg: DataConfig, *, seed: int = 0, tasks: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, cfg: DataConfig, *, seed: int = 0, tasks: Sequence[str] | None = None, hha: bool = False
+    ) -> None:
         super().__init__()
-        self.cfg, self.seed, self.tasks = cfg, seed, tasks
+        self.cfg, self.seed, self.tasks, self.hha = cfg, seed, tasks, hha
         self._datasets: dict[str, DenseDataset] = {}
 
     def dataset(self, split: str, train: bool = False) -> DenseDataset:
         key = f"{split}:{train}"
         if key not in self._datasets:
-            self._datasets[key] = make_dataset(self.cfg, split, train=train, tasks=self.tasks)
+            self._datasets[key] = make_dataset(self.cfg, split, train=train, tasks=self.tasks, hha=self.hha)
         return self._datasets[key]
 
     def _rank_world(self) -> tuple[int, int]:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tridense.errors import TridenseError
+from tridense.inference import model_inputs
 from tridense.layers.blocks import upsample_to
 from tridense.losses.multitask import MultiTaskLoss
 from tridense.metrics.multitask import TaskMetrics, flatten_results
@@ -136,13 +137,17 @@ class DenseModule(MethodModule):
         """Constructor arguments of a subclass read from the config's method section (none for ``dense``)."""
         return {}
 
-    def forward(self, image: torch.Tensor) -> dict[str, Any]:
-        return self.model(image)
+    def forward(self, image: torch.Tensor, **inputs: Any) -> dict[str, Any]:
+        return self.model(image, **inputs)
+
+    def run_model(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The model on a batch: the image and the extra inputs it names (``batch_inputs``, e.g. GAD's ``hha``)."""
+        return self.model(batch["image"], **model_inputs(self.model, batch))
 
     # ----------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         self.seed_step()
-        outputs = self.model(batch["image"])
+        outputs = self.run_model(batch)
         terms = self.loss(outputs, batch)
         self._check_finite(terms)
         bs = batch["image"].shape[0]
@@ -164,7 +169,7 @@ class DenseModule(MethodModule):
             )
 
     def _evaluate(self, batch: dict[str, Any], metrics: TaskMetrics) -> None:
-        outputs = self.model(batch["image"])
+        outputs = self.run_model(batch)
         metrics.update(outputs_at(outputs, batch["image"].shape[-2:]), batch)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

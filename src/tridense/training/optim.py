@@ -72,6 +72,8 @@ def parameter_groups(
             group["lr"] = spec.lr
         if spec is not None and spec.weight_decay is not None:
             group["weight_decay"] = spec.weight_decay
+        if spec is not None and spec.grad_clip is not None:
+            group["grad_clip"] = spec.grad_clip
         out.append(group)
     if not out:
         raise TridenseError("every parameter is frozen: nothing to train (check init.freeze)")
@@ -137,14 +139,20 @@ def build_scheduler(
 def clip_grad_norm(optimizer: torch.optim.Optimizer, max_norm: float | None) -> torch.Tensor | None:
     """Clip the gradients of ``optimizer``'s parameters to a global L2 norm of ``max_norm`` (None: off).
 
-    Returns the norm before clipping. Called by every training method right before each optimiser step
+    A parameter group with its own ``grad_clip`` (``optim.groups.NAME.grad_clip``) is clipped by its own norm
+    and left out of the global one. Returns the global norm before clipping (None when nothing is clipped
+    globally). Called by every training method right before each optimiser step
     (:meth:`tridense.training.base.MethodModule.on_before_optimizer_step`), under automatic and manual
     optimisation alike, after a grad scaler has unscaled the gradients.
     """
-    if not max_norm:
+    rest = []
+    for group in optimizer.param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        if group.get("grad_clip") is None:
+            rest.extend(params)
+        elif params:
+            torch.nn.utils.clip_grad_norm_(params, group["grad_clip"])
+    if not max_norm or not rest:
         return None
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    if not params:
-        return None
-    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return torch.nn.utils.clip_grad_norm_(rest, max_norm)
 

@@ -159,7 +159,8 @@ class Experiment:
 def build_experiment(cfg: Config, *, initialise: bool = True) -> Experiment:
     """Data, model (initialised from ``init.checkpoint`` when ``initialise``, then frozen), loss, and the
     module of ``method.name``; the task list is resolved once, by :func:`build_model_and_tasks`."""
-    datamodule = DenseDataModule(cfg.data, seed=cfg.seed, tasks=cfg.data.tasks)
+    hha = bool((cfg.model.args or {}).get("hha", False))  # a model reading the HHA of the depth (GAD's +HHA)
+    datamodule = DenseDataModule(cfg.data, seed=cfg.seed, tasks=cfg.data.tasks, hha=hha)
     train_set = datamodule.dataset(cfg.data.train_split, train=True)
     model, tasks = build_model_and_tasks(cfg, train_set)
     if cfg.init.checkpoint and initialise:

@@ -320,7 +320,7 @@ class AdversarialModule(DenseModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.seed_step()
         optimizers, schedulers = self._optimizers()
-        outputs = self.model(batch["image"])
+        outputs = self.run_model(batch)
         maps = structure_maps(self.tasks, outputs, batch) if self.critic is not None else None
         logs: dict[str, torch.Tensor] = {}
         if self.critic is not None:

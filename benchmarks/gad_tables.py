@@ -1,0 +1,217 @@
+"""GAD's Tables 4 and 5 on the synthetic scenes, with PAP and the multi-task baseline at the same budget.
+
+Each row is one config trained with ``tridense train`` and the same overrides (input size, steps, data,
+seed): the rows of Table 4 (``configs/gad/table4_*``), the partial-depth columns of Table 5
+(``configs/gad/table5_depth0{20,40,60,80}``; 0 % is Table 4's "+ L_s" row and 100 % its last row, the same
+configs), and, for the question "which method for segmentation from RGB", PAP and the multi-task baseline
+trained on depth + segmentation (``configs/pap/table1_depth_semseg.yaml``, the baseline by overriding its
+model). The best checkpoint's test metrics (the training's own evaluation, protocol ``custom``: pooled
+confusion matrix over the test scenes, segmentation at the network's input size, which is the scenes' size
+here) are collected into ``docs/results/gad.md`` and ``docs/results/gad.json``. Rows whose run folder already
+holds ``metrics/test.json`` are not trained again, so an interrupted run continues.
+
+    python benchmarks/gad_tables.py                            # the whole set at the default budget
+    python benchmarks/gad_tables.py --steps 2 --rows table4_spf pap --out /tmp/gad_tiny --docs /tmp/gad_docs
+    python benchmarks/gad_tables.py --report-only              # rebuild the report from the run folders
+
+The default budget (``--steps 1000``, 1000 training scenes, 96x128, batch 8) is sized so that the 14 rows take
+at most 90 minutes on 2 free CPU cores: PAP's joint depth + segmentation row took 3.1 minutes for 500 steps
+with its evaluation on that machine (``docs/results/pap.md``, float32); measured side by side on the shared
+CPU, the full GAD row takes as long as PAP's, the segmentation-only rows about half, the others in between,
+about 11.4 PAP-row equivalents in all: 11.4 x 3.1 min x 1000 / 500 = ~70 minutes (bf16 autocast on CPUs with
+AMX makes it faster; a CPU shared with other jobs makes it slower). The reading of the figures is written by
+hand below the table in ``docs/results/gad.md`` under "Reading", which this script keeps when it rewrites it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GAD = REPO / "configs" / "gad"
+PAP_JOINT = REPO / "configs" / "pap" / "table1_depth_semseg.yaml"
+
+#: (row id, config, extra overrides, table, label as in the paper)
+ROWS: list[tuple[str, Path, list[str], str, str]] = [
+    ("table4_sem_only", GAD / "table4_sem_only.yaml", [], "4", "sem-only (cross-entropy)"),
+    ("table4_focal", GAD / "table4_focal.yaml", [], "4; 5: 0 %", "sem + L_s (focal)"),
+    ("table4_hha", GAD / "table4_hha.yaml", [], "4", "sem + L_s + HHA"),
+    ("table4_depem", GAD / "table4_depem.yaml", [], "4", "+ DepEm"),
+    ("table4_featprop", GAD / "table4_featprop.yaml", [], "4", "+ FeatProp"),
+    ("table4_vanconv", GAD / "table4_vanconv.yaml", [], "4", "+ VanConv"),
+    ("table4_gap", GAD / "table4_gap.yaml", [], "4", "+ GAP"),
+    ("table4_spf", GAD / "table4_spf.yaml", [], "4; 5: 100 %", "+ SPF (full GAD)"),
+    ("table5_depth020", GAD / "table5_depth020.yaml", [], "5", "depth on 20 % of the training scenes"),
+    ("table5_depth040", GAD / "table5_depth040.yaml", [], "5", "depth on 40 %"),
+    ("table5_depth060", GAD / "table5_depth060.yaml", [], "5", "depth on 60 %"),
+    ("table5_depth080", GAD / "table5_depth080.yaml", [], "5", "depth on 80 %"),
+    ("pap", PAP_JOINT, [], "compare", "PAP, depth + segmentation (PAP's Table 1 row)"),
+    (
+        "mtl_baseline",
+        PAP_JOINT,
+        ["model.name=mtl_baseline", "model.args=null", "loss.extra=null"],
+        "compare",
+        "multi-task baseline, depth + segmentation",
+    ),
+]
+READING_MARK = "## Reading"
+
+
+def budget_overrides(args: argparse.Namespace) -> list[str]:
+    """The overrides every row shares: the budget (steps, batch, size, scenes, seed) and the evaluation."""
+    return [
+        f"seed={args.seed}",
+        f"data.size=[{args.size[0]},{args.size[1]}]",
+        f"trainer.max_steps={args.steps}",
+        "trainer.max_time=null",  # every row gets its steps, however long they take (no time-driven decay)
+        "data.batch_size=8",
+        f"trainer.val_every_n_steps={min(args.val_every, args.steps)}",
+        f"data.split_args={{train: {{length: {args.train_length}, cache: true}}, val: {{length: {args.val_length}}}, "
+        f"test: {{length: {args.test_length}}}}}",
+        "trainer.progress_bar=false",
+        "eval.panel_samples=0",
+    ]
+
+
+def _partial(config: Path) -> str | None:
+    """Table 5's rows keep their ``partial`` split argument: the budget's ``data.split_args`` would clear it."""
+    import yaml
+
+    train = (yaml.safe_load(config.read_text()).get("data") or {}).get("split_args", {}).get("train", {})
+    return None if "partial" not in train else f"{{depth: {train['partial']['depth']}}}"
+
+
+def row_overrides(config: Path, extra: list[str], args: argparse.Namespace) -> list[str]:
+    overrides = [*budget_overrides(args), *extra]
+    partial = _partial(config)
+    if partial is not None:
+        i = next(k for k, o in enumerate(overrides) if o.startswith("data.split_args="))
+        overrides[i] = (
+            f"data.split_args={{train: {{length: {args.train_length}, cache: true, partial: {partial}, "
+            f"partial_seed: 0}}, val: {{length: {args.val_length}}}, test: {{length: {args.test_length}}}}}"
+        )
+    return overrides
+
+
+def run_row(row: str, config: Path, extra: list[str], args: argparse.Namespace) -> dict | None:
+    run_dir = args.out / row
+    result_file = run_dir / "metrics" / "test.json"
+    if not result_file.is_file():
+        if args.report_only:
+            return None
+        if run_dir.exists():
+            print(f"[{row}] incomplete run folder {run_dir}: remove it to train this row again", flush=True)
+            return None
+        cmd = [
+            sys.executable, "-m", "tridense", "train", "--config", str(config), f"run_dir={run_dir}",
+            *row_overrides(config, extra, args),
+        ]  # fmt: skip
+        print(f"[{row}] {' '.join(cmd[3:])}", flush=True)
+        started = time.time()
+        log = run_dir.with_suffix(".log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as handle:
+            code = subprocess.call(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+        print(f"[{row}] exit {code} after {time.time() - started:.0f} s (log {log})", flush=True)
+        if code != 0:
+            return None
+    result = json.loads(result_file.read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {
+        "results": result["results"],
+        "protocol": result.get("protocol"),
+        "seconds": summary["seconds"],
+        "steps": summary["steps"],
+    }
+
+
+def cell(results: dict, task: str, key: str, scale: float = 1.0, digits: int = 3) -> str:
+    if task not in results or key not in results[task]:
+        return "-"
+    return f"{results[task][key] * scale:.{digits}f}"
+
+
+def report(rows: dict[str, dict | None], args: argparse.Namespace) -> str:
+    protocols = sorted({r["protocol"] for r in rows.values() if r is not None and r.get("protocol")})
+    minutes = sum(r["seconds"] for r in rows.values() if r is not None) / 60
+    lines = [
+        "# GAD Tables 4 and 5 on the synthetic scenes, with PAP and the multi-task baseline",
+        "",
+        "Produced by `python benchmarks/gad_tables.py "
+        f"--steps {args.steps} --size {args.size[0]}x{args.size[1]} --train-length {args.train_length}` "
+        f"on {args.machine}; {minutes:.0f} minutes in all.",
+        "",
+        f"Budget, the same for every row: {args.steps} steps of batch 8 at {args.size[0]}x{args.size[1]} from "
+        f"random initialisation (ResNet-18; AdamW, the default recipe of `configs/default.yaml`), "
+        f"{args.train_length} training scenes, seed {args.seed}; the best checkpoint on {args.val_length} "
+        f"validation scenes (validated every {min(args.val_every, args.steps)} steps) is tested on "
+        f"{args.test_length} test scenes. "
+        f"Evaluation protocol: {', '.join(protocols) or 'custom'} (the training's test evaluation: confusion "
+        "matrix pooled over the test scenes, 14 classes; not the authors' per-image `gad-per-image`). "
+        "Pixel accuracy, mean accuracy and mIoU in percent; the auxiliary depth (rmse in metres, δ1) where the "
+        "row has the depth branch.",
+        "",
+        "| table | row | config | pixel acc ↑ | mean acc ↑ | mIoU ↑ | depth rmse ↓ | δ1 ↑ | minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row, config, _, table, label in ROWS:
+        if row not in rows:
+            continue
+        name = config.relative_to(REPO).as_posix()
+        result = rows[row]
+        if result is None:
+            lines.append(f"| {table} | {label} | `{name}` | failed | | | | | |")
+            continue
+        r = result["results"]
+        lines.append(
+            f"| {table} | {label} | `{name}` | {cell(r, 'semseg', 'pixel_acc', 100, 1)} | "
+            f"{cell(r, 'semseg', 'mean_acc', 100, 1)} | {cell(r, 'semseg', 'miou', 100, 1)} | "
+            f"{cell(r, 'depth', 'rmse')} | {cell(r, 'depth', 'delta1')} | {result['seconds'] / 60:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--size", type=lambda s: [int(v) for v in s.split("x")], default=[96, 128])
+    parser.add_argument("--train-length", type=int, default=1000)
+    parser.add_argument("--val-length", type=int, default=64)
+    parser.add_argument("--test-length", type=int, default=200)
+    parser.add_argument("--val-every", type=int, default=250)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rows", nargs="*", help="row ids to run (default: all rows)")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "gad_tables")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs" / "results")
+    parser.add_argument("--machine", default=f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+
+    known = [row for row, *_ in ROWS]
+    chosen = args.rows or known
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; valid: {known}")
+    rows = {row: run_row(row, config, extra, args) for row, config, extra, *_ in ROWS if row in chosen}
+    text = report(rows, args)
+    print(text)
+    args.docs.mkdir(parents=True, exist_ok=True)
+    md = args.docs / "gad.md"
+    reading = ""
+    if md.is_file() and READING_MARK in md.read_text():
+        reading = md.read_text()[md.read_text().index(READING_MARK) :]
+    md.write_text(text + ("\n" + reading if reading else ""))
+    budget = vars(args) | {"out": str(args.out), "docs": str(args.docs)}
+    (args.docs / "gad.json").write_text(json.dumps({"budget": budget, "rows": rows}, indent=2))
+    print(f"wrote {md}")
+
+
+if __name__ == "__main__":
+    main()
