@@ -158,5 +158,5 @@ def synthetic_only_note(info: Mapping[str, Any], *, images_are_real: bool) -> st
         "note: this model was trained only on synthetic rooms (data.dataset=synthetic); on real photos its "
         "depth, normals and segmentation are not meaningful. For real images train on a real dataset from a "
         "pretrained encoder (model.pretrained=..., data.dataset=nyuv2_labeled data.root=DIR, the configs under "
-        "configs/pap/; README 'Reproducing PAP')."
+        "configs/pap/, configs/gad/, configs/asm/; docs/reproduce.md)."
     )
