@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +37,10 @@ from typing import Any
 import lightning as L
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers, also when loaded by path
+from _runs import REPO, read_run, train_row, write_report
+from _runs import cell as _f
+
 CONFIGS = REPO / "configs" / "asm" / "synthetic"
 
 #: (config stem, table, row label)
@@ -65,7 +67,6 @@ ROWS: list[tuple[str, str, str]] = [
     ("normals_asm", "normals", "ASM"),
     ("normals_iid_asm", "normals", "IID+ASM"),
 ]
-READING_MARK = "## Reading"
 #: Seconds of validation, testing and process start per row, beyond its training steps (measured on 2 cores).
 ROW_OVERHEAD_S = 45.0
 
@@ -128,26 +129,11 @@ def run_row(stem: str, args: argparse.Namespace, steps: int) -> dict | None:
     run_dir = args.out / stem
     eval_file = run_dir / "metrics" / "asm_eval.json"
     if not eval_file.is_file():
-        if not (run_dir / "metrics" / "test.json").is_file():
-            if run_dir.exists():
-                print(f"[{stem}] incomplete run folder {run_dir}: remove it to train this row again", flush=True)
-                return None
-            cmd = [
-                sys.executable, "-m", "tridense", "train", "--config", str(CONFIGS / f"{stem}.yaml"),
-                f"run_dir={run_dir}", *budget_overrides(args, steps),
-            ]  # fmt: skip
-            print(f"[{stem}] {' '.join(cmd[3:])}", flush=True)
-            started = time.time()
-            log = run_dir.with_suffix(".log")
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "w") as handle:
-                code = subprocess.call(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
-            print(f"[{stem}] exit {code} after {time.time() - started:.0f} s (log {log})", flush=True)
-            if code != 0:
-                return None
+        trained = (run_dir / "metrics" / "test.json").is_file()
+        if not trained and not train_row(stem, CONFIGS / f"{stem}.yaml", run_dir, budget_overrides(args, steps)):
+            return None
         evaluate_row(stem, run_dir, args)
-    result = json.loads(eval_file.read_text())
-    summary = json.loads((run_dir / "summary.json").read_text())
+    result, summary = read_run(run_dir, "asm_eval.json")
     return {"results": result, "seconds": summary["seconds"], "steps": summary["steps"]}
 
 
@@ -171,11 +157,6 @@ def evaluate_row(stem: str, run_dir: Path, args: argparse.Namespace) -> None:
             model, dataset, tasks=tasks, input_size=size, protocol="asm-2d3ds", analyses=["instance"]
         )
     write_json(run_dir / "metrics" / "asm_eval.json", results, overwrite=True)
-
-
-def _f(results: dict, name: str, key: str, scale: float = 1.0, digits: int = 3) -> str:
-    value = results.get(name, {}).get(key)
-    return "-" if value is None else f"{value * scale:.{digits}f}"
 
 
 def _seg_cells(r: dict) -> list[str]:
@@ -319,10 +300,7 @@ def main() -> None:
     print(f"whole set: {(time.time() - started) / 60:.1f} minutes")
     args.docs.mkdir(parents=True, exist_ok=True)
     md = args.docs / "asm.md"
-    reading = ""
-    if md.is_file() and READING_MARK in md.read_text():
-        reading = md.read_text()[md.read_text().index(READING_MARK) :]
-    md.write_text(text + ("\n" + reading if reading else ""))
+    write_report(md, text)
     payload = {"budget": vars(args) | {"out": str(args.out), "docs": str(args.docs), "steps": steps}}
     payload |= {"step_seconds": timing, "rows": rows, "minutes": (time.time() - started) / 60}
     (args.docs / "asm.json").write_text(json.dumps(payload, indent=2, default=str))

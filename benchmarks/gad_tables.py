@@ -29,12 +29,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers, also when loaded by path
+from _runs import REPO, cell, read_run, train_row, write_report
+from _runs import budget_overrides as shared_budget
+
 GAD = REPO / "configs" / "gad"
 PAP_JOINT = REPO / "configs" / "pap" / "table1_depth_semseg.yaml"
 
@@ -61,23 +62,11 @@ ROWS: list[tuple[str, Path, list[str], str, str]] = [
         "multi-task baseline, depth + segmentation",
     ),
 ]
-READING_MARK = "## Reading"
 
 
 def budget_overrides(args: argparse.Namespace) -> list[str]:
     """The overrides every row shares: the budget (steps, batch, size, scenes, seed) and the evaluation."""
-    return [
-        f"seed={args.seed}",
-        f"data.size=[{args.size[0]},{args.size[1]}]",
-        f"trainer.max_steps={args.steps}",
-        "trainer.max_time=null",  # every row gets its steps, however long they take (no time-driven decay)
-        "data.batch_size=8",
-        f"trainer.val_every_n_steps={min(args.val_every, args.steps)}",
-        f"data.split_args={{train: {{length: {args.train_length}, cache: true}}, val: {{length: {args.val_length}}}, "
-        f"test: {{length: {args.test_length}}}}}",
-        "trainer.progress_bar=false",
-        "eval.panel_samples=0",
-    ]
+    return shared_budget(args, args.seed, panel_samples=0)
 
 
 def _partial(config: Path) -> str | None:
@@ -106,36 +95,15 @@ def run_row(row: str, config: Path, extra: list[str], args: argparse.Namespace) 
     if not result_file.is_file():
         if args.report_only:
             return None
-        if run_dir.exists():
-            print(f"[{row}] incomplete run folder {run_dir}: remove it to train this row again", flush=True)
+        if not train_row(row, config, run_dir, row_overrides(config, extra, args)):
             return None
-        cmd = [
-            sys.executable, "-m", "tridense", "train", "--config", str(config), f"run_dir={run_dir}",
-            *row_overrides(config, extra, args),
-        ]  # fmt: skip
-        print(f"[{row}] {' '.join(cmd[3:])}", flush=True)
-        started = time.time()
-        log = run_dir.with_suffix(".log")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as handle:
-            code = subprocess.call(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
-        print(f"[{row}] exit {code} after {time.time() - started:.0f} s (log {log})", flush=True)
-        if code != 0:
-            return None
-    result = json.loads(result_file.read_text())
-    summary = json.loads((run_dir / "summary.json").read_text())
+    result, summary = read_run(run_dir)
     return {
         "results": result["results"],
         "protocol": result.get("protocol"),
         "seconds": summary["seconds"],
         "steps": summary["steps"],
     }
-
-
-def cell(results: dict, task: str, key: str, scale: float = 1.0, digits: int = 3) -> str:
-    if task not in results or key not in results[task]:
-        return "-"
-    return f"{results[task][key] * scale:.{digits}f}"
 
 
 def report(rows: dict[str, dict | None], args: argparse.Namespace) -> str:
@@ -204,10 +172,7 @@ def main() -> None:
     print(text)
     args.docs.mkdir(parents=True, exist_ok=True)
     md = args.docs / "gad.md"
-    reading = ""
-    if md.is_file() and READING_MARK in md.read_text():
-        reading = md.read_text()[md.read_text().index(READING_MARK) :]
-    md.write_text(text + ("\n" + reading if reading else ""))
+    write_report(md, text)
     budget = vars(args) | {"out": str(args.out), "docs": str(args.docs)}
     (args.docs / "gad.json").write_text(json.dumps({"budget": budget, "rows": rows}, indent=2))
     print(f"wrote {md}")

@@ -34,10 +34,12 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers, also when loaded by path
+from _runs import REPO, read_run, train_row, write_report
+from _runs import budget_overrides as shared_budget
+
 CONFIGS = REPO / "configs" / "pap"
 
 #: (config stem, table, row label as in the paper)
@@ -90,23 +92,10 @@ COLUMNS = [
     ("normals", "rmse", 1.0, 1, False),
     ("normals", "mean", 1.0, 1, False),
 ]
-READING_MARK = "## Reading"
 
 
 def budget_overrides(args: argparse.Namespace, seed: int) -> list[str]:
-    return [
-        f"seed={seed}",
-        f"data.size=[{args.size[0]},{args.size[1]}]",
-        f"trainer.max_steps={args.steps}",
-        "trainer.max_time=null",  # every row gets its steps, however long they take (no time-driven decay)
-        "data.batch_size=8",
-        f"trainer.val_every_n_steps={min(args.val_every, args.steps)}",
-        f"data.split_args={{train: {{length: {args.train_length}, cache: true}}, val: {{length: {args.val_length}}}, "
-        f"test: {{length: {args.test_length}}}}}",
-        "trainer.progress_bar=false",
-        "eval.panel_samples=2",
-        *WEIGHTINGS[args.loss_weighting],
-    ]
+    return [*shared_budget(args, seed, panel_samples=2), *WEIGHTINGS[args.loss_weighting]]
 
 
 def seeds_of(stem: str, args: argparse.Namespace) -> list[int]:
@@ -124,25 +113,11 @@ def run_one(stem: str, reading: str, seed: int, args: argparse.Namespace) -> dic
     if not result_file.is_file():
         if args.report_only:
             return None
-        if run_dir.exists():
-            print(f"[{stem}] incomplete run folder {run_dir}: remove it to train this row again", flush=True)
-            return None
         extra = [] if stem in NO_BETA else READINGS[reading]
-        cmd = [
-            sys.executable, "-m", "tridense", "train", "--config", str(CONFIGS / f"{stem}.yaml"),
-            f"run_dir={run_dir}", *budget_overrides(args, seed), *extra,
-        ]  # fmt: skip
-        print(f"[{stem} {reading} seed {seed}] {' '.join(cmd[3:])}", flush=True)
-        started = time.time()
-        log = run_dir.with_suffix(".log")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as handle:
-            code = subprocess.call(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
-        print(f"[{stem}] exit {code} after {time.time() - started:.0f} s (log {log})", flush=True)
-        if code != 0:
+        overrides = [*budget_overrides(args, seed), *extra]
+        if not train_row(stem, CONFIGS / f"{stem}.yaml", run_dir, overrides, tag=f"{stem} {reading} seed {seed}"):
             return None
-    result = json.loads(result_file.read_text())
-    summary = json.loads((run_dir / "summary.json").read_text())
+    result, summary = read_run(run_dir)
     return {"results": result["results"], "seconds": summary["seconds"], "steps": summary["steps"], "seed": seed}
 
 
@@ -323,10 +298,7 @@ def main() -> None:
     print(text)
     args.docs.mkdir(parents=True, exist_ok=True)
     md = args.docs / "pap.md"
-    old = md.read_text() if md.is_file() else ""
-    keep = READING_MARK in old and not args.fresh_reading
-    reading = old[old.index(READING_MARK) :] if keep else READING_TEMPLATE
-    md.write_text(text + "\n" + reading)
+    write_report(md, text, keep_reading=not args.fresh_reading, template=READING_TEMPLATE)
     budget = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     payload = {"budget": budget, "readings": by_reading, "fig4": sweeps}
     (args.docs / "pap.json").write_text(json.dumps(payload, indent=2))

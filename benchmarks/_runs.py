@@ -1,0 +1,84 @@
+"""What the table benchmarks share: one row trained with ``tridense train``, its results read back, cells formatted.
+
+Imported by ``benchmarks/pap_tables.py``, ``benchmarks/gad_tables.py`` and ``benchmarks/asm_experiments.py``
+(scripts run from the repository root; each puts this folder on ``sys.path`` so that loading it by path works too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+READING_MARK = "## Reading"
+
+
+def budget_overrides(args: argparse.Namespace, seed: int, panel_samples: int) -> list[str]:
+    """The overrides every row of a table shares: the budget (steps, batch 8, size, scenes, seed) and the
+    evaluation (``panel_samples`` panels, validation every ``--val-every`` steps)."""
+    return [
+        f"seed={seed}",
+        f"data.size=[{args.size[0]},{args.size[1]}]",
+        f"trainer.max_steps={args.steps}",
+        "trainer.max_time=null",  # every row gets its steps, however long they take (no time-driven decay)
+        "data.batch_size=8",
+        f"trainer.val_every_n_steps={min(args.val_every, args.steps)}",
+        f"data.split_args={{train: {{length: {args.train_length}, cache: true}}, val: {{length: {args.val_length}}}, "
+        f"test: {{length: {args.test_length}}}}}",
+        "trainer.progress_bar=false",
+        f"eval.panel_samples={panel_samples}",
+    ]
+
+
+def train_row(name: str, config: Path, run_dir: Path, overrides: list[str], tag: str | None = None) -> bool:
+    """Train one row: ``tridense train --config config run_dir=... *overrides``, its output in ``run_dir.log``.
+
+    Args:
+        name: the row's name in the progress lines.
+        config: the row's config file.
+        run_dir: the run folder; an existing one (an interrupted run) is not trained again.
+        overrides: the row's overrides, after ``run_dir``.
+        tag: the name in the line that shows the command (default ``name``).
+
+    Returns:
+        Whether the training ran and exited 0.
+    """
+    if run_dir.exists():
+        print(f"[{name}] incomplete run folder {run_dir}: remove it to train this row again", flush=True)
+        return False
+    cmd = [
+        sys.executable, "-m", "tridense", "train", "--config", str(config), f"run_dir={run_dir}", *overrides,
+    ]  # fmt: skip
+    print(f"[{tag or name}] {' '.join(cmd[3:])}", flush=True)
+    started = time.time()
+    log = run_dir.with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle:
+        code = subprocess.call(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+    print(f"[{name}] exit {code} after {time.time() - started:.0f} s (log {log})", flush=True)
+    return code == 0
+
+
+def read_run(run_dir: Path, metrics: str = "test.json") -> tuple[dict, dict]:
+    """The ``metrics/<metrics>`` file and the ``summary.json`` of a finished run folder."""
+    result = json.loads((run_dir / "metrics" / metrics).read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return result, summary
+
+
+def cell(results: dict, task: str, key: str, scale: float = 1.0, digits: int = 3) -> str:
+    """``results[task][key] * scale`` with ``digits`` decimals, ``-`` where the run has no such value."""
+    value = results.get(task, {}).get(key)
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def write_report(md: Path, text: str, keep_reading: bool = True, template: str = "") -> None:
+    """Write ``text`` to ``md``, followed by the hand-written reading already there (from :data:`READING_MARK`,
+    when ``keep_reading``) or else by ``template``."""
+    old = md.read_text() if md.is_file() else ""
+    reading = old[old.index(READING_MARK) :] if keep_reading and READING_MARK in old else template
+    md.write_text(text + ("\n" + reading if reading else ""))
