@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_runs import UNTIMED_RUN
 
 from tridense.cli import main
 from tridense.data.hha import AddHHA
@@ -29,14 +30,7 @@ SMALL = [
     "model.args.spf_channels=8",
 ]
 TO_SYNTHETIC = ["data.dataset=synthetic", "data.root=null", "data.args=null", "data.split_args=null"]
-TINY_RUN = [
-    "data.num_workers=0",
-    "trainer.progress_bar=false",
-    "trainer.precision=32-true",
-    "trainer.val_every_n_steps=null",
-    "trainer.max_time=null",
-    "eval.panel_samples=0",
-]
+TINY_RUN = UNTIMED_RUN
 
 
 def test_every_table_row_has_a_config():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_runs import UNTIMED_RUN
 
 from tridense.cli import main
 from tridense.data.hha import AddHHA
@@ -31,12 +32,7 @@ from tridense.training.run import build_experiment, train
 REPO = Path(__file__).resolve().parents[2]
 GAD = REPO / "configs" / "gad"
 TINY = [
-    "data.num_workers=0",
-    "trainer.progress_bar=false",
-    "trainer.precision=32-true",
-    "trainer.val_every_n_steps=null",
-    "trainer.max_time=null",
-    "eval.panel_samples=0",
+    *UNTIMED_RUN,
     "data.size=[32,48]",
     "data.batch_size=4",
     "data.split_args={train: {length: 8}, val: {length: 2}, test: {length: 2}}",

@@ -9,15 +9,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: a synthetic run small enough for a test (each file adds its model, method and ``eval.panel_samples``)
+#: the settings every test run shares: no loader workers, no progress bar, float32, validation at every epoch end
+TEST_RUN: list[str] = [
+    "data.num_workers=0",
+    "trainer.progress_bar=false",
+    "trainer.precision=32-true",
+    "trainer.val_every_n_steps=null",
+]
+#: :data:`TEST_RUN` with no time limit (a run gets its steps however slow the machine) and no panels
+UNTIMED_RUN: list[str] = [*TEST_RUN, "trainer.max_time=null", "eval.panel_samples=0"]
+#: a synthetic run small enough for a test (each file adds its model, method and ``eval.panel_samples``);
+#: validation at every epoch end is every 4 batches
 TINY_RUN: list[str] = [
     "data.size=[32,48]",
     "data.batch_size=4",
-    "data.num_workers=0",
     "data.split_args={train: {length: 16}, val: {length: 4}, test: {length: 4}}",
-    "trainer.progress_bar=false",
-    "trainer.precision=32-true",
-    "trainer.val_every_n_steps=null",  # validate at every epoch end (every 4 batches)
+    *TEST_RUN,
 ]
 
 
