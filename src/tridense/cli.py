@@ -175,21 +175,17 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"\nexpected layout:\n{cls.layout}")
         return 0
 
-    print("models (tridense train model.name=NAME; any timm encoder via model.encoder=NAME):")
-    for name, description in MODELS.items():
-        print(f"  {name:<24} {description}")
-    print("\ndatasets (data.dataset=NAME, data.root=DIR):")
-    for name, description in DATASETS.items():
-        print(f"  {name:<24} {description}")
-    print("\ndepth evaluation crops (eval.crop=NAME, evaluate --crop NAME):")
-    for name, description in CROPS.items():
-        print(f"  {name:<24} {description}")
-    print("\nevaluation protocols (eval.protocol=NAME, evaluate --protocol NAME; docs/metrics.md):")
-    for name, description in PROTOCOLS.items():
-        print(f"  {name:<24} {description}")
-    print("\ntraining methods (method.name=NAME; docs/training.md):")
-    for name, description in METHODS.items():
-        print(f"  {name:<24} {description}")
+    sections = {
+        "models (tridense train model.name=NAME; any timm encoder via model.encoder=NAME)": MODELS,
+        "datasets (data.dataset=NAME, data.root=DIR)": DATASETS,
+        "depth evaluation crops (eval.crop=NAME, evaluate --crop NAME)": CROPS,
+        "evaluation protocols (eval.protocol=NAME, evaluate --protocol NAME; docs/metrics.md)": PROTOCOLS,
+        "training methods (method.name=NAME; docs/training.md)": METHODS,
+    }
+    for i, (heading, table) in enumerate(sections.items()):
+        print(f"{chr(10) if i else ''}{heading}:")
+        for name, description in table.items():
+            print(f"  {name:<24} {description}")
     return 0
 
 
