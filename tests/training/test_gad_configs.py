@@ -123,3 +123,13 @@ def test_real_data_config_two_steps(name: str, shared_data: Path, tmp_path: Path
     run = train(cfg)
     summary = (run / "summary.json").read_text()
     assert '"steps": 2' in summary
+
+
+def test_spf_ablation_config_is_focal_plus_spf_without_depth():
+    """configs/gad/ablation_focal_spf.yaml (not a paper row): 'sem + L_s' with the SPF blocks, no depth branch."""
+    cfg = load_config(REPO / "configs" / "gad" / "ablation_focal_spf.yaml", SMALL)
+    model = build_model(cfg.model, tasks=cfg.data.tasks, num_classes=5)
+    assert model.tasks == ("semseg",) and not model.depth_embedding and model.use_spf
+    assert model.fusion is None and not model.feature_propagation
+    focal = load_config(REPO / "configs" / "gad" / "table4_focal.yaml", SMALL)
+    assert cfg.loss == focal.loss and cfg.data.tasks == focal.data.tasks
