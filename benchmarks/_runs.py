@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -74,6 +75,42 @@ def cell(results: dict, task: str, key: str, scale: float = 1.0, digits: int = 3
     """``results[task][key] * scale`` with ``digits`` decimals, ``-`` where the run has no such value."""
     value = results.get(task, {}).get(key)
     return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def values(runs: list[dict], task: str, key: str, scale: float = 1.0) -> list[float]:
+    """``results[task][key] * scale`` of each run (of several seeds) that has it."""
+    return [r["results"][task][key] * scale for r in runs if key in r["results"].get(task, {})]
+
+
+def spread(xs: list[float]) -> float:
+    """The sample standard deviation (0 for one value)."""
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def mean_cell(runs: list[dict], task: str, key: str, scale: float = 1.0, digits: int = 3) -> str:
+    """The mean ± sample standard deviation of ``results[task][key] * scale`` over ``runs`` (the value alone
+    for one run, ``-`` for none)."""
+    xs = values(runs, task, key, scale)
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return f"{xs[0]:.{digits}f}"
+    return f"{statistics.mean(xs):.{digits}f} ± {spread(xs):.{digits}f}"
+
+
+def verdict(worse: list[dict], better: list[dict], task: str, key: str, scale: float, higher: bool) -> str:
+    """How one claim ("``better`` beats ``worse``") reads on one metric: the mean gain in the claim's direction
+    against the sum of the two rows' spreads over seeds (``holds`` above it, ``contradicted`` below its
+    negative, ``within spread`` between)."""
+    a, b = values(worse, task, key, scale), values(better, task, key, scale)
+    if not a or not b:
+        return "-"
+    gain = (statistics.mean(b) - statistics.mean(a)) * (1 if higher else -1)
+    noise = spread(a) + spread(b)
+    if len(a) < 2 or len(b) < 2:
+        return f"{gain:+.3g} (one seed: no spread)"
+    word = "holds" if gain > noise else ("contradicted" if gain < -noise else "within spread")
+    return f"{gain:+.3g} vs spread {noise:.2g}: {word}"
 
 
 def write_report(md: Path, text: str, keep_reading: bool = True, template: str = "") -> None:

@@ -29,11 +29,12 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers, also when loaded by path
-from _runs import REPO, cell, read_run, train_row, write_report
+from _runs import REPO, mean_cell, read_run, train_row, verdict, write_report
 from _runs import budget_overrides as shared_budget
 
 GAD = REPO / "configs" / "gad"
@@ -49,6 +50,7 @@ ROWS: list[tuple[str, Path, list[str], str, str]] = [
     ("table4_vanconv", GAD / "table4_vanconv.yaml", [], "4", "+ VanConv"),
     ("table4_gap", GAD / "table4_gap.yaml", [], "4", "+ GAP"),
     ("table4_spf", GAD / "table4_spf.yaml", [], "4; 5: 100 %", "+ SPF (full GAD)"),
+    ("ablation_focal_spf", GAD / "ablation_focal_spf.yaml", [], "ours", "sem + L_s + SPF, no depth (not in the paper)"),
     ("table5_depth020", GAD / "table5_depth020.yaml", [], "5", "depth on 20 % of the training scenes"),
     ("table5_depth040", GAD / "table5_depth040.yaml", [], "5", "depth on 40 %"),
     ("table5_depth060", GAD / "table5_depth060.yaml", [], "5", "depth on 60 %"),
@@ -64,9 +66,33 @@ ROWS: list[tuple[str, Path, list[str], str, str]] = [
 ]
 
 
-def budget_overrides(args: argparse.Namespace) -> list[str]:
+#: (task, metric key, scale, digits, higher is better) of the table's columns.
+COLUMNS = [
+    ("semseg", "pixel_acc", 100.0, 1, True),
+    ("semseg", "mean_acc", 100.0, 1, True),
+    ("semseg", "miou", 100.0, 1, True),
+    ("depth", "rmse", 1.0, 3, False),
+    ("depth", "delta1", 1.0, 3, True),
+]
+#: The paper's claims (and two questions of ours), each read against the spread: (label, worse row, better row).
+CLAIMS: list[tuple[str, str, str]] = [
+    ("the focal loss helps", "table4_sem_only", "table4_focal"),
+    ("HHA (depth given as input) helps", "table4_focal", "table4_hha"),
+    ("the depth embedding helps", "table4_focal", "table4_depem"),
+    ("feature propagation helps", "table4_depem", "table4_featprop"),
+    ("GAP helps", "table4_featprop", "table4_gap"),
+    ("GAP beats the vanilla-conv fusion", "table4_vanconv", "table4_gap"),
+    ("SPF helps", "table4_gap", "table4_spf"),
+    ("the full model beats segmentation alone", "table4_focal", "table4_spf"),
+    ("ours: the depth guidance helps once SPF is there", "ablation_focal_spf", "table4_spf"),
+    ("ours: GAD beats the multi-task baseline", "mtl_baseline", "table4_spf"),
+    ("ours: GAD beats PAP", "pap", "table4_spf"),
+]
+
+
+def budget_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     """The overrides every row shares: the budget (steps, batch, size, scenes, seed) and the evaluation."""
-    return shared_budget(args, args.seed, panel_samples=0)
+    return shared_budget(args, seed, panel_samples=0)
 
 
 def _partial(config: Path) -> str | None:
@@ -77,8 +103,8 @@ def _partial(config: Path) -> str | None:
     return None if "partial" not in train else f"{{depth: {train['partial']['depth']}}}"
 
 
-def row_overrides(config: Path, extra: list[str], args: argparse.Namespace) -> list[str]:
-    overrides = [*budget_overrides(args), *extra]
+def row_overrides(config: Path, extra: list[str], args: argparse.Namespace, seed: int) -> list[str]:
+    overrides = [*budget_overrides(args, seed), *extra]
     partial = _partial(config)
     if partial is not None:
         i = next(k for k, o in enumerate(overrides) if o.startswith("data.split_args="))
@@ -89,13 +115,17 @@ def row_overrides(config: Path, extra: list[str], args: argparse.Namespace) -> l
     return overrides
 
 
-def run_row(row: str, config: Path, extra: list[str], args: argparse.Namespace) -> dict | None:
-    run_dir = args.out / row
-    result_file = run_dir / "metrics" / "test.json"
-    if not result_file.is_file():
+def run_dir_of(row: str, seed: int, args: argparse.Namespace) -> Path:
+    return args.out / f"seed{seed}" / row
+
+
+def run_one(row: str, config: Path, extra: list[str], seed: int, args: argparse.Namespace) -> dict | None:
+    """One seed of one row: trained unless its folder holds ``metrics/test.json``; its results, or None."""
+    run_dir = run_dir_of(row, seed, args)
+    if not (run_dir / "metrics" / "test.json").is_file():
         if args.report_only:
             return None
-        if not train_row(row, config, run_dir, row_overrides(config, extra, args)):
+        if not train_row(row, config, run_dir, row_overrides(config, extra, args, seed), tag=f"{row} seed {seed}"):
             return None
     result, summary = read_run(run_dir)
     return {
@@ -103,22 +133,61 @@ def run_row(row: str, config: Path, extra: list[str], args: argparse.Namespace) 
         "protocol": result.get("protocol"),
         "seconds": summary["seconds"],
         "steps": summary["steps"],
+        "seed": seed,
     }
 
 
-def report(rows: dict[str, dict | None], args: argparse.Namespace) -> str:
-    protocols = sorted({r["protocol"] for r in rows.values() if r is not None and r.get("protocol")})
-    minutes = sum(r["seconds"] for r in rows.values() if r is not None) / 60
+def run_row(row: str, config: Path, extra: list[str], args: argparse.Namespace) -> list[dict]:
+    """Every seed of ``row`` (the runs that finished)."""
+    seeds = range(args.seed, args.seed + args.seeds)
+    return [r for seed in seeds if (r := run_one(row, config, extra, seed, args)) is not None]
+
+
+def table(rows: dict[str, list[dict]]) -> list[str]:
+    lines = [
+        "| table | row | config | seeds | pixel acc ↑ | mean acc ↑ | mIoU ↑ | depth rmse ↓ | δ1 ↑ | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row, config, _, table_no, label in ROWS:
+        if row not in rows:
+            continue
+        name = config.relative_to(REPO).as_posix()
+        runs = rows[row]
+        if not runs:
+            lines.append(f"| {table_no} | {label} | `{name}` | 0 | failed | | | | | |")
+            continue
+        cells = [mean_cell(runs, task, key, scale, digits) for task, key, scale, digits, _ in COLUMNS]
+        minutes = statistics.mean(r["seconds"] for r in runs) / 60
+        lines.append(f"| {table_no} | {label} | `{name}` | {len(runs)} | {' | '.join(cells)} | {minutes:.1f} |")
+    return lines
+
+
+def claims(rows: dict[str, list[dict]]) -> list[str]:
+    """Each claim on segmentation, the mean gain against the spread of the seeds (rows run in this report)."""
+    lines = ["| claim | mIoU ↑ | mean acc ↑ |", "|---|---|---|"]
+    for label, worse, better in CLAIMS:
+        if worse in rows and better in rows:
+            cells = [verdict(rows[worse], rows[better], "semseg", key, 100, True) for key in ("miou", "mean_acc")]
+            lines.append(f"| {label} (`{worse}` -> `{better}`) | {' | '.join(cells)} |")
+    return lines
+
+
+def report(rows: dict[str, list[dict]], args: argparse.Namespace) -> str:
+    runs = [r for row in rows.values() for r in row]
+    protocols = sorted({r["protocol"] for r in runs if r.get("protocol")})
+    minutes = sum(r["seconds"] for r in runs) / 60
+    seeds = f"seed {args.seed}" if args.seeds == 1 else f"seeds {args.seed}-{args.seed + args.seeds - 1}"
     lines = [
         "# GAD Tables 4 and 5 on the synthetic scenes, with PAP and the multi-task baseline",
         "",
         "Produced by `python benchmarks/gad_tables.py "
-        f"--steps {args.steps} --size {args.size[0]}x{args.size[1]} --train-length {args.train_length}` "
-        f"on {args.machine}; {minutes:.0f} minutes in all.",
+        f"--steps {args.steps} --size {args.size[0]}x{args.size[1]} --train-length {args.train_length} "
+        f"--seeds {args.seeds}` on {args.machine}; {minutes:.0f} minutes of training and testing in all.",
         "",
         f"Budget, the same for every row: {args.steps} steps of batch 8 at {args.size[0]}x{args.size[1]} from "
         f"random initialisation (ResNet-18; AdamW, the default recipe of `configs/default.yaml`), "
-        f"{args.train_length} training scenes, seed {args.seed}; the best checkpoint on {args.val_length} "
+        f"{args.train_length} training scenes, {seeds} (a row shows the seeds that ran: mean ± sample standard "
+        f"deviation where more than one); the best checkpoint on {args.val_length} "
         f"validation scenes (validated every {min(args.val_every, args.steps)} steps) is tested on "
         f"{args.test_length} test scenes. "
         f"Evaluation protocol: {', '.join(protocols) or 'custom'} (the training's test evaluation: confusion "
@@ -126,23 +195,14 @@ def report(rows: dict[str, dict | None], args: argparse.Namespace) -> str:
         "Pixel accuracy, mean accuracy and mIoU in percent; the auxiliary depth (rmse in metres, δ1) where the "
         "row has the depth branch.",
         "",
-        "| table | row | config | pixel acc ↑ | mean acc ↑ | mIoU ↑ | depth rmse ↓ | δ1 ↑ | minutes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *table(rows),
+        "",
+        "Claims against the spread (mean gain in points; `holds` when it exceeds the sum of the two rows' "
+        "standard deviations over seeds, `contradicted` when it is below its negative; one-seed rows have no "
+        "spread and are not judged):",
+        "",
+        *claims(rows),
     ]
-    for row, config, _, table, label in ROWS:
-        if row not in rows:
-            continue
-        name = config.relative_to(REPO).as_posix()
-        result = rows[row]
-        if result is None:
-            lines.append(f"| {table} | {label} | `{name}` | failed | | | | | |")
-            continue
-        r = result["results"]
-        lines.append(
-            f"| {table} | {label} | `{name}` | {cell(r, 'semseg', 'pixel_acc', 100, 1)} | "
-            f"{cell(r, 'semseg', 'mean_acc', 100, 1)} | {cell(r, 'semseg', 'miou', 100, 1)} | "
-            f"{cell(r, 'depth', 'rmse')} | {cell(r, 'depth', 'delta1')} | {result['seconds'] / 60:.1f} |"
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -154,13 +214,16 @@ def main() -> None:
     parser.add_argument("--val-length", type=int, default=64)
     parser.add_argument("--test-length", type=int, default=200)
     parser.add_argument("--val-every", type=int, default=250)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per row (seed, seed + 1, ...)")
     parser.add_argument("--rows", nargs="*", help="row ids to run (default: all rows)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "gad_tables")
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "results")
     parser.add_argument("--machine", default=f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    if args.seeds < 1 or args.steps < 1:
+        parser.error("--seeds and --steps must be >= 1")
 
     known = [row for row, *_ in ROWS]
     chosen = args.rows or known

@@ -12,17 +12,20 @@ Eq. 4 readings (``--alpha-reading``, several allowed): every row with PAP's prop
 (``diffused``: beta = 0.05 on the diffused signal, the default; ``initial``: beta = 0.95; ``learned``: one
 beta per task, learned from 0.5); rows without it (initial, cross-stitch, CSPN) run once and serve every
 reading. ``--fig4`` also runs the Fig. 4 sweep (``benchmarks/pap_iterations.py``, diffusion steps changed
-at test time) on the seed-0 model of ``table1_all`` under each reading.
+at test time) on the first seed's model of ``--fig4-row`` (``table1_all`` by default) under each reading.
 ``--loss-weighting``: ``eq5`` (the configs' λ_i = 1/3) or ``unit`` (λ_i = 1, the built-in default).
 
     python benchmarks/pap_tables.py --seeds 3 --alpha-reading diffused initial learned --fig4   # the issue's set
     python benchmarks/pap_tables.py --steps 2 --seeds 1 --rows table2_initial table2_cross_task  # a smoke test
+    python benchmarks/pap_tables.py --seeds 3 --alpha-reading diffused initial --rows table2_initial \
+        table2_no_cross_task table2_cross_task --fig4 --fig4-row table2_cross_task --page pap_eq4  # eq. 4 study
     python benchmarks/pap_tables.py --report-only ...      # rebuild the report from the run folders
     ... --fresh-reading                                     # replace the hand-written reading by the template
 
 The paper's columns are depth rmse (m), segmentation mIoU (%) and the normal rmse of the angle (degrees);
 δ1 and the mean angle are added. The hand-written reading below the generated part of
-``docs/results/pap.md`` (from "## Reading") is kept when the script rewrites the file.
+``docs/results/pap.md`` (from "## Reading") is kept when the script rewrites the file; ``--page`` names another
+page (a partial set, e.g. the eq. 4 study ``docs/results/pap_eq4.md``, beside the full tables).
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers, also when loaded by path
-from _runs import REPO, read_run, train_row, write_report
+from _runs import REPO, read_run, train_row, verdict, write_report
 from _runs import budget_overrides as shared_budget
+from _runs import mean_cell as cell
 
 CONFIGS = REPO / "configs" / "pap"
 
@@ -127,8 +131,8 @@ def run_row(stem: str, reading: str, args: argparse.Namespace) -> list[dict]:
 
 
 def fig4(reading: str, args: argparse.Namespace) -> list[dict]:
-    """The Fig. 4 sweep (diffusion steps at test time) of the seed-0 ``table1_all`` model of ``reading``."""
-    ckpt = run_dir_of("table1_all", reading, args.seed, args) / "checkpoints" / "best.ckpt"
+    """The Fig. 4 sweep (diffusion steps at test time) of the first seed's ``--fig4-row`` model of ``reading``."""
+    ckpt = run_dir_of(args.fig4_row, reading, args.seed, args) / "checkpoints" / "best.ckpt"
     if not ckpt.is_file():
         return []
     out = ckpt.parents[1] / "fig4.jsonl"
@@ -143,37 +147,6 @@ def fig4(reading: str, args: argparse.Namespace) -> list[dict]:
     if not out.is_file():
         return []
     return [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
-
-
-def values(runs: list[dict], task: str, key: str, scale: float = 1.0) -> list[float]:
-    return [r["results"][task][key] * scale for r in runs if task in r["results"]]
-
-
-def spread(xs: list[float]) -> float:
-    """The sample standard deviation (0 for one value)."""
-    return statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
-def cell(runs: list[dict], task: str, key: str, scale: float = 1.0, digits: int = 3) -> str:
-    xs = values(runs, task, key, scale)
-    if not xs:
-        return "-"
-    if len(xs) == 1:
-        return f"{xs[0]:.{digits}f}"
-    return f"{statistics.mean(xs):.{digits}f} ± {spread(xs):.{digits}f}"
-
-
-def verdict(worse: list[dict], better: list[dict], task: str, key: str, scale: float, higher: bool) -> str:
-    """How one claim reads on one metric: the gain in the paper's direction against the two spreads."""
-    a, b = values(worse, task, key, scale), values(better, task, key, scale)
-    if not a or not b:
-        return "-"
-    gain = (statistics.mean(b) - statistics.mean(a)) * (1 if higher else -1)
-    noise = spread(a) + spread(b)
-    if len(a) < 2 or len(b) < 2:
-        return f"{gain:+.3g} (one seed: no spread)"
-    word = "holds" if gain > noise else ("contradicted" if gain < -noise else "within spread")
-    return f"{gain:+.3g} vs spread {noise:.2g}: {word}"
 
 
 def table(rows: dict[str, list[dict]], reading: str) -> list[str]:
@@ -240,7 +213,7 @@ def report(by_reading: dict[str, dict[str, list[dict]]], sweeps: dict[str, list[
         if sweep:
             keys = [k for k in ("rmse", "miou", "normal_rmse") if k in sweep[0]]
             lines += [
-                f"Fig. 4 sweep (`table1_all`, seed {args.seed}, trained with T = {sweep[0].get('trained_T')}; "
+                f"Fig. 4 sweep (`{args.fig4_row}`, seed {args.seed}, trained with T = {sweep[0].get('trained_T')}; "
                 "steps changed at test time):",
                 "",
                 "| T | seconds / image | " + " | ".join(keys) + " |",
@@ -275,11 +248,15 @@ def main() -> None:
     parser.add_argument("--alpha-reading", nargs="+", choices=list(READINGS), default=["diffused"])
     parser.add_argument("--loss-weighting", choices=list(WEIGHTINGS), default="eq5")
     parser.add_argument("--fig4", action="store_true", help="also run the Fig. 4 sweep per reading")
+    parser.add_argument(
+        "--fig4-row", default="table1_all", help="the row whose first-seed model the sweep varies (PAP's block)"
+    )
     parser.add_argument("--rows", nargs="*", help="config stems to run (default: all rows)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "pap_tables")
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "results")
     parser.add_argument("--machine", default=f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--page", default="pap", help="the results page: <docs>/<page>.md and <page>.json")
     parser.add_argument(
         "--fresh-reading", action="store_true", help="start the hand-written reading from the template again"
     )
@@ -287,6 +264,8 @@ def main() -> None:
     args.argv = sys.argv[1:]
     if args.seeds < 1 or args.steps < 1:
         parser.error("--seeds and --steps must be >= 1")
+    if args.fig4_row in NO_BETA or args.fig4_row not in {stem for stem, _, _ in ROWS}:
+        parser.error(f"--fig4-row must be a row with PAP's propagation, got {args.fig4_row!r}")
 
     stems = args.rows or [stem for stem, _, _ in ROWS]
     unknown = sorted(set(stems) - {stem for stem, _, _ in ROWS})
@@ -297,11 +276,11 @@ def main() -> None:
     text = report(by_reading, sweeps, args)
     print(text)
     args.docs.mkdir(parents=True, exist_ok=True)
-    md = args.docs / "pap.md"
+    md = args.docs / f"{args.page}.md"
     write_report(md, text, keep_reading=not args.fresh_reading, template=READING_TEMPLATE)
     budget = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     payload = {"budget": budget, "readings": by_reading, "fig4": sweeps}
-    (args.docs / "pap.json").write_text(json.dumps(payload, indent=2))
+    (args.docs / f"{args.page}.json").write_text(json.dumps(payload, indent=2))
     print(f"wrote {md}")
 
 

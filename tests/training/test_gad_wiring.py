@@ -97,10 +97,14 @@ def test_gad_tables_rows_exist_and_keep_the_partial_split():
     assert all(config.is_file() for _, config, *_ in tables.ROWS)
     args = argparse.Namespace(seed=0, size=[96, 128], steps=10, val_every=250, train_length=100, val_length=8,
                               test_length=8)  # fmt: skip
-    overrides = tables.row_overrides(GAD / "table5_depth040.yaml", [], args)
+    overrides = tables.row_overrides(GAD / "table5_depth040.yaml", [], args, seed=2)
     split = next(o for o in overrides if o.startswith("data.split_args="))
-    assert "partial: {depth: 0.4}" in split and "trainer.max_steps=10" in overrides
-    assert "partial" not in next(o for o in tables.row_overrides(GAD / "table4_spf.yaml", [], args) if "split" in o)
+    assert "partial: {depth: 0.4}" in split and "trainer.max_steps=10" in overrides and "seed=2" in overrides
+    full = tables.row_overrides(GAD / "table4_spf.yaml", [], args, seed=0)
+    assert "partial" not in next(o for o in full if "split" in o)
+    rows = {row for row, *_ in tables.ROWS}
+    assert all({worse, better} <= rows for _, worse, better in tables.CLAIMS)
+    assert tables.run_dir_of("pap", 1, argparse.Namespace(out=Path("/o"))) == Path("/o/seed1/pap")
 
 
 @pytest.mark.slow
