@@ -8,11 +8,14 @@ trained on depth + segmentation (``configs/pap/table1_depth_semseg.yaml``, the b
 model). The best checkpoint's test metrics (the training's own evaluation, protocol ``custom``: pooled
 confusion matrix over the test scenes, segmentation at the network's input size, which is the scenes' size
 here) are collected into ``docs/results/gad.md`` and ``docs/results/gad.json``. Rows whose run folder already
-holds ``metrics/test.json`` are not trained again, so an interrupted run continues.
+holds ``metrics/test.json`` are not trained again, so an interrupted run continues. ``--seeds N`` trains each
+chosen row with seeds ``--seed`` .. ``--seed + N - 1`` (run folders ``<out>/seed<k>/<row>``); the table shows the
+seeds that ran, mean ± sample standard deviation, and a claim table reads each claim against that spread.
 
     python benchmarks/gad_tables.py                            # the whole set at the default budget
     python benchmarks/gad_tables.py --steps 2 --rows table4_spf pap --out /tmp/gad_tiny --docs /tmp/gad_docs
     python benchmarks/gad_tables.py --report-only              # rebuild the report from the run folders
+    python benchmarks/gad_tables.py --seeds 3 --rows table4_focal table4_spf   # more seeds for some rows
 
 The default budget (``--steps 1000``, 1000 training scenes, 96x128, batch 8) is sized so that the 14 rows take
 at most 90 minutes on 2 free CPU cores: PAP's joint depth + segmentation row took 3.1 minutes for 500 steps
