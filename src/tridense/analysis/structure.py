@@ -164,7 +164,7 @@ def structure_figure(result: dict[str, Any], image: torch.Tensor, num_classes: i
         columns += [("target", "ground truth"), ("reconstruction_target", "R(A(ground truth))")]
     layers = list(result["errors"])
     ncols = max(1 + len(columns), len(layers))
-    fig, axes = plt.subplots(len(tasks) + 1, ncols, figsize=(2.6 * ncols, 2.2 * (len(tasks) + 1)), squeeze=False)
+    fig, axes = plt.subplots(len(tasks) + 1, ncols, figsize=(2.6 * ncols, 2.5 * (len(tasks) + 1)), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     rgb = image_to_rgb(image[0].cpu(), True)
@@ -186,7 +186,7 @@ def structure_figure(result: dict[str, Any], image: torch.Tensor, num_classes: i
         ax.imshow(result["errors"][name].cpu().numpy(), cmap="inferno", vmin=0.0, vmax=vmax)
         ax.set_title(f"{name}: d = {result['mean_errors'][name]:.3f}", fontsize=8)
     fig.suptitle(f"ASM structure analyzer: layer-wise distance, prediction vs {reference}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.2)
     fig.canvas.draw()
     picture = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
