@@ -17,7 +17,7 @@ seeds that ran, mean ± sample standard deviation, and a claim table reads each 
     python benchmarks/gad_tables.py --report-only              # rebuild the report from the run folders
     python benchmarks/gad_tables.py --seeds 3 --rows table4_focal table4_spf   # more seeds for some rows
 
-The default budget (``--steps 1000``, 1000 training scenes, 96x128, batch 8) is sized so that the 14 rows take
+The default budget (``--steps 1000``, 1000 training scenes, 96x128, batch 8) is sized so that the 15 rows take
 at most 90 minutes on 2 free CPU cores: PAP's joint depth + segmentation row took 3.1 minutes for 500 steps
 with its evaluation on that machine (``docs/results/pap.md``, float32); measured side by side on the shared
 CPU, the full GAD row takes as long as PAP's, the segmentation-only rows about half, the others in between,
@@ -184,8 +184,8 @@ def report(rows: dict[str, list[dict]], args: argparse.Namespace) -> str:
         "# GAD Tables 4 and 5 on the synthetic scenes, with PAP and the multi-task baseline",
         "",
         "Produced by `python benchmarks/gad_tables.py "
-        f"--steps {args.steps} --size {args.size[0]}x{args.size[1]} --train-length {args.train_length} "
-        f"--seeds {args.seeds}` on {args.machine}; {minutes:.0f} minutes of training and testing in all.",
+        f"--steps {args.steps} --val-every {args.val_every} --size {args.size[0]}x{args.size[1]} "
+        f"--train-length {args.train_length} --seeds {args.seeds}` on {args.machine}; {minutes:.0f} minutes of training and testing in all.",
         "",
         f"Budget, the same for every row: {args.steps} steps of batch 8 at {args.size[0]}x{args.size[1]} from "
         f"random initialisation (ResNet-18; AdamW, the default recipe of `configs/default.yaml`), "
