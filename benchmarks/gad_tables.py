@@ -185,7 +185,8 @@ def report(rows: dict[str, list[dict]], args: argparse.Namespace) -> str:
         "",
         "Produced by `python benchmarks/gad_tables.py "
         f"--steps {args.steps} --val-every {args.val_every} --size {args.size[0]}x{args.size[1]} "
-        f"--train-length {args.train_length} --seeds {args.seeds}` on {args.machine}; {minutes:.0f} minutes of training and testing in all.",
+        f"--train-length {args.train_length} --seeds {args.seeds}` on {args.machine}; "
+        f"{minutes:.0f} minutes of training and testing in all.",
         "",
         f"Budget, the same for every row: {args.steps} steps of batch 8 at {args.size[0]}x{args.size[1]} from "
         f"random initialisation (ResNet-18; AdamW, the default recipe of `configs/default.yaml`), "
