@@ -98,6 +98,16 @@ def mean_cell(runs: list[dict], task: str, key: str, scale: float = 1.0, digits:
     return f"{statistics.mean(xs):.{digits}f} ± {spread(xs):.{digits}f}"
 
 
+def seed_row(table_no: str, label: str, name: str, runs: list[dict], columns: list[tuple]) -> str:
+    """One markdown row of a seed table: table, label, config ``name``, the number of seeds, the mean ± spread
+    cell of each ``(task, key, scale, digits, higher)`` column and the mean minutes (``failed`` for no run)."""
+    if not runs:
+        return f"| {table_no} | {label} | `{name}` | 0 | failed |" + " |" * len(columns)
+    cells = [mean_cell(runs, task, key, scale, digits) for task, key, scale, digits, _ in columns]
+    minutes = statistics.mean(r["seconds"] for r in runs) / 60
+    return f"| {table_no} | {label} | `{name}` | {len(runs)} | {' | '.join(cells)} | {minutes:.1f} |"
+
+
 def verdict(worse: list[dict], better: list[dict], task: str, key: str, scale: float, higher: bool) -> str:
     """How one claim ("``better`` beats ``worse``") reads on one metric: the mean gain in the claim's direction
     against the sum of the two rows' spreads over seeds (``holds`` above it, ``contradicted`` below its

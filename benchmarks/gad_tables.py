@@ -32,12 +32,11 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers, also when loaded by path
-from _runs import REPO, mean_cell, read_run, train_row, verdict, write_report
+from _runs import REPO, read_run, seed_row, train_row, verdict, write_report
 from _runs import budget_overrides as shared_budget
 
 GAD = REPO / "configs" / "gad"
@@ -154,14 +153,7 @@ def table(rows: dict[str, list[dict]]) -> list[str]:
     for row, config, _, table_no, label in ROWS:
         if row not in rows:
             continue
-        name = config.relative_to(REPO).as_posix()
-        runs = rows[row]
-        if not runs:
-            lines.append(f"| {table_no} | {label} | `{name}` | 0 | failed | | | | | |")
-            continue
-        cells = [mean_cell(runs, task, key, scale, digits) for task, key, scale, digits, _ in COLUMNS]
-        minutes = statistics.mean(r["seconds"] for r in runs) / 60
-        lines.append(f"| {table_no} | {label} | `{name}` | {len(runs)} | {' | '.join(cells)} | {minutes:.1f} |")
+        lines.append(seed_row(table_no, label, config.relative_to(REPO).as_posix(), rows[row], COLUMNS))
     return lines
 
 

@@ -34,15 +34,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers, also when loaded by path
-from _runs import REPO, read_run, train_row, verdict, write_report
+from _runs import REPO, read_run, seed_row, train_row, verdict, write_report
 from _runs import budget_overrides as shared_budget
-from _runs import mean_cell as cell
 
 CONFIGS = REPO / "configs" / "pap"
 
@@ -157,13 +155,7 @@ def table(rows: dict[str, list[dict]], reading: str) -> list[str]:
     for stem, table_no, label in ROWS:
         if stem not in rows:
             continue
-        runs = rows[stem]
-        if not runs:
-            lines.append(f"| {table_no} | {label} | `{stem}` | 0 | failed | | | | | |")
-            continue
-        cells = [cell(runs, task, key, scale, digits) for task, key, scale, digits, _ in COLUMNS]
-        minutes = statistics.mean(r["seconds"] for r in runs) / 60
-        lines.append(f"| {table_no} | {label} | `{stem}` | {len(runs)} | {' | '.join(cells)} | {minutes:.1f} |")
+        lines.append(seed_row(table_no, label, stem, rows[stem], COLUMNS))
     return lines
 
 
