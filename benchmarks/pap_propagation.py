@@ -35,7 +35,9 @@ errors without running them.
 (``auto_over_fastest``, ``within_10pct``; ``same_path``: auto chose that mode, so a difference is timing noise:
 run on an idle machine). ``--half-res-step`` is the capability no dense implementation has:
 a training pass of the layer with affinity at 1/2 of 480x640 (n = 76,800, all pairs: one dense matrix alone
-would be 23.6 GB) within the free memory.
+would be 23.6 GB) within the free memory. It runs in one process (a pass takes minutes on a CPU): ``auto``'s
+calibration timed apart (``calibration_seconds``, on the proxy grid ``calibration_size``), then the pass
+(``seconds``), ``rss_peak_mb`` (an upper bound: glibc's retained memory included) and ``process_peak_mb``.
 """
 
 from __future__ import annotations
@@ -185,6 +187,41 @@ def measure(args: argparse.Namespace) -> dict:
     return record
 
 
+def measure_step(args: argparse.Namespace) -> dict:
+    """``--half-res-step``: in this one process, auto's calibration (timed apart), then one training pass.
+
+    One pass at n = 76,800 takes minutes on a CPU, so the pass is timed and its memory read in the same run,
+    under the default allocator: ``rss_peak_mb`` (growth of the peak resident set over the process before the
+    calibration) then includes glibc's retained free memory, an upper bound of the live tensors;
+    ``process_peak_mb`` is the whole process's peak resident set (libraries included), the figure to compare
+    with the machine's memory.
+    """
+    from tridense.layers import affinity
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    size = parse_size(args.sizes[0])
+    layer, features, signals = build(args, size, "auto", device)
+    base = current_rss_mb()
+    start = time.perf_counter()
+    resolved = resolve(args, size, "auto", True, device)  # calibration, cached for the layer's call
+    calibration = time.perf_counter() - start
+    cached = len(affinity._CALIBRATION)
+    start = time.perf_counter()
+    with autocast(args):
+        run_pass(layer, features, signals, train=True)
+    seconds = time.perf_counter() - start
+    return {
+        "resolved": resolved,
+        "calibration_seconds": round(calibration, 1),
+        "calibration_size": "x".join(map(str, affinity.calibration_size(size))),
+        "seconds": round(seconds, 1),
+        "rss_peak_mb": round(peak_rss_mb() - base, 1),
+        "process_peak_mb": round(peak_rss_mb(), 1),
+        "calibrated_again_in_pass": len(affinity._CALIBRATION) != cached,  # must be False: the timing is the pass
+    }
+
+
 def shape_of(args: argparse.Namespace, size: tuple[int, int], train: bool) -> dict:
     """The keyword arguments of ``choose_mode`` / ``mode_bytes`` for one case."""
     preds = [int(c) for c in args.pred_channels.split(",")]
@@ -314,12 +351,12 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
     parser.add_argument("--one-case", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--measure", default="time", choices=["peak", "time"], help=argparse.SUPPRESS)
+    parser.add_argument("--measure", default="time", choices=["peak", "time", "step"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.half_res_step:
         args.sizes, args.modes, args.passes, args.subsample, args.repeats = ["240x320"], ["auto"], ["train"], 1, 1
     if args.one_case:
-        print(json.dumps(measure(args)), flush=True)
+        print(json.dumps(measure_step(args) if args.measure == "step" else measure(args)), flush=True)
         return
     for text in args.sizes:
         size = parse_size(text)
@@ -361,7 +398,7 @@ def run_case(args: argparse.Namespace, size: str, mode: str, pass_: str) -> dict
         if getattr(args, key) is not None:
             argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     result: dict = {}
-    for what in ("peak", "time"):
+    for what in ("step",) if args.half_res_step else ("peak", "time"):
         env = dict(os.environ)
         if what == "peak" and args.device == "cpu":
             env["MALLOC_MMAP_THRESHOLD_"] = (

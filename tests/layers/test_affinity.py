@@ -12,6 +12,7 @@ from tridense.errors import ConfigError
 from tridense.layers.affinity import (
     PatternAffinitivePropagation,
     calibrated_mode,
+    calibration_size,
     choose_mode,
     clear_calibration,
     dense_bytes,
@@ -358,6 +359,44 @@ def test_calibration_picks_the_fastest_once_per_shape_class():
     assert calibrated_mode(["dense"], timer=timer, **{**shape, "batch": 5}) == "dense"  # nothing to compare
     assert len(calls) == 6
     clear_calibration()
+
+
+def test_calibration_times_grids_beyond_the_papers_finest_scale_on_a_bounded_proxy():
+    clear_calibration()
+    assert calibration_size((120, 160)) == (120, 160)  # 19,200 positions: the paper's 1/4 of 480x640
+    assert calibration_size((240, 320)) == (120, 160)  # 1/2 of 480x640: the same aspect, 19,200 positions
+    assert calibration_size((1, 40_000), max_positions=100) == (1, 100)
+    timed = []
+
+    def timer(mode, **shape):
+        timed.append(shape["size"])
+        return {"chunked": 1.0, "fused": 2.0}[mode]
+
+    shape = {
+        "similarity": "dot", "batch": 1, "tasks": 3, "size": (240, 320), "subsample": 1, "channels": 64,
+        "splits": (65, 67, 104), "iterations": 4, "training": True, "cross_task": True,
+        "device": torch.device("cpu"),
+    }  # fmt: skip
+    assert calibrated_mode(["chunked", "fused"], timer=timer, **shape) == "chunked"
+    assert timed == [(120, 160), (120, 160)]
+    clear_calibration()
+
+
+def test_a_long_calibration_run_is_not_repeated(monkeypatch):
+    import tridense.layers.affinity as affinity
+
+    runs = []
+    monkeypatch.setattr(affinity, "diffuse", lambda *a, **k: runs.append(1) or torch.zeros(1, 20, 6))
+    shape = {
+        "similarity": "dot", "batch": 1, "tasks": 3, "size": (4, 5), "subsample": 1, "channels": 8,
+        "splits": (2, 2, 2), "iterations": 2, "training": False, "cross_task": False,
+        "device": torch.device("cpu"),
+    }  # fmt: skip
+    affinity._time_mode("dense", **shape)
+    assert len(runs) == 2  # a short run: warm-up, then the faster of two
+    monkeypatch.setattr(affinity, "SINGLE_RUN_SECONDS", 0.0)
+    affinity._time_mode("dense", **shape)
+    assert len(runs) == 3  # a run at least SINGLE_RUN_SECONDS long counts alone
 
 
 def test_calibration_times_real_paths_and_leaves_the_global_random_stream_alone():

@@ -50,8 +50,10 @@ Cv diffused channels of all tasks together; "a set" is the T matrices, T*N*M flo
   :func:`default_budget_mb`), the fastest *as measured on this machine*: the first call of a shape class
   (device, similarity family, training or not, batch, tasks, iterations and the sizes rounded to powers of
   two) times each candidate once on random inputs of that shape and caches the winner for the process
-  (:func:`choose_mode`, :func:`calibrated_mode`). When nothing fits, the leanest path (``"chunked"``). Under
-  CPU autocast ``"fused"`` is not a candidate (it would run in half precision where the others keep float32).
+  (:func:`choose_mode`, :func:`calibrated_mode`); grids above :data:`CALIBRATION_MAX_POSITIONS` (1/4 of
+  480x640) are timed on a proxy grid of that size, so that calibrating costs a bounded time. When nothing
+  fits, the leanest path (``"chunked"``). Under CPU autocast ``"fused"`` is not a candidate (it would run in
+  half precision where the others keep float32).
   With deterministic algorithms on (``trainer.deterministic``) nothing is timed: the first that fits of dense,
   chunked, fused (CPU) or dense, fused, chunked (CUDA), so that a rerun takes the same path.
 
@@ -257,11 +259,30 @@ def mode_bytes(
 
 #: Winners of the measured comparisons of :func:`calibrated_mode`, by shape class.
 _CALIBRATION: dict[tuple, str] = {}
+#: Largest grid (positions) :func:`calibrated_mode` times at its own size: the paper's finest affinity scale,
+#: 1/4 of 480x640. Beyond it every path's cost is a fixed amount per query-key pair, so their ranking no longer
+#: changes with n, while a timed training pass at n = 76,800 takes minutes on a CPU: larger grids are timed on
+#: a proxy grid of the same aspect with about this many positions (the candidates that fit are still decided at
+#: the real size).
+CALIBRATION_MAX_POSITIONS = 19_200
+#: A timed run at least this long (seconds) is its own warm-up: :func:`_time_mode` does not repeat it.
+SINGLE_RUN_SECONDS = 1.0
 
 
 def _bucket(x: int) -> int:
     """``x`` rounded up to a power of two (shape classes of the calibration cache)."""
     return 1 << max(0, int(x) - 1).bit_length()
+
+
+def calibration_size(size: tuple[int, int], max_positions: int = CALIBRATION_MAX_POSITIONS) -> tuple[int, int]:
+    """The grid :func:`calibrated_mode` times: ``size`` itself, or above ``max_positions`` positions a grid of
+    the same aspect with about ``max_positions``."""
+    h, w = size
+    if h * w <= max_positions:
+        return size
+    scale = math.sqrt(max_positions / (h * w))
+    h = min(h, max(1, round(h * scale)))
+    return h, min(w, max(1, round(max_positions / h)))  # a thin grid keeps its short side
 
 
 def clear_calibration() -> None:
@@ -295,7 +316,7 @@ def _time_mode(
     w = torch.full((tasks, tasks), 1.0 / tasks, device=device) if cross_task else None
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
     best = math.inf
-    for _ in range(2):  # the first run warms the kernels up; the faster of two counts
+    for _ in range(2):  # the first run warms the kernels up; the faster of two counts (a long one counts alone)
         xs, vs = x.clone().requires_grad_(training), v.clone().requires_grad_(training)
         sync(device)
         start = time.perf_counter()
@@ -309,6 +330,8 @@ def _time_mode(
                     h.float().sum().backward()
         sync(device)
         best = min(best, time.perf_counter() - start)
+        if best >= SINGLE_RUN_SECONDS:
+            break
     return best
 
 
@@ -330,6 +353,9 @@ def calibrated_mode(
 ) -> str:
     """The fastest of ``candidates`` for this shape class, measured once per process and cached.
 
+    Each candidate is timed on random inputs of the shape, a grid above :data:`CALIBRATION_MAX_POSITIONS`
+    on the proxy grid of :func:`calibration_size`.
+
     Args:
         candidates: exact modes that fit the budget (at least one).
         timer: ``(mode, **shape) -> seconds`` (default: a timed run on random inputs, :func:`_time_mode`).
@@ -344,7 +370,8 @@ def calibrated_mode(
     if key not in _CALIBRATION:
         timer = timer or _time_mode
         shape = {
-            "similarity": similarity, "batch": batch, "tasks": tasks, "size": size, "subsample": subsample,
+            "similarity": similarity, "batch": batch, "tasks": tasks, "size": calibration_size(size),
+            "subsample": subsample,
             "channels": channels, "splits": tuple(splits), "iterations": iterations, "training": training,
             "cross_task": cross_task, "device": device,
         }  # fmt: skip
