@@ -1,6 +1,7 @@
 """Inference throughput, peak memory and training step time of every registered model.
 
     python benchmarks/models.py [--models mtl_baseline pap ...] [--device cpu|cuda] [--repeats 3]
+    python benchmarks/models.py --models pap --model-arg mode=fused --train-size 480x640 --precision bf16
 
 For each model, in a fresh subprocess (so peak memory is that model's alone), prints one JSON line:
 
@@ -10,7 +11,8 @@ For each model, in a fresh subprocess (so peak memory is that model's alone), pr
 - ``train_step_s``: one optimisation step (forward, loss, backward, fused AdamW, as training runs it) at
   ``--train-size`` with batch ``--train-batch`` (default 240x320, 8), under ``--precision`` (``32`` or
   ``bf16``: the autocast of ``trainer.precision=bf16-mixed``), median of the repeats;
-- the machine: device name, threads, torch version.
+- the machine: device name, threads, torch version; ``model_args``: the ``--model-arg`` options
+  (``key=value``, the value read as YAML, e.g. ``mode=fused`` for PAP's propagation path).
 
 The segmentation head has 14 classes (the synthetic scenes). Timings are medians of ``--repeats`` runs
 after one warm-up.
@@ -27,6 +29,8 @@ import subprocess
 import sys
 import time
 
+import yaml
+
 DEFAULT_MODELS = [
     "mtl_baseline", "single_depth", "single_normals", "single_semseg", "pap", "pap_resnet18", "pap_resnet50",
     "pap_vgg16_bn", "cross_stitch", "cspn",
@@ -41,7 +45,13 @@ def _sync(device: str) -> None:
 
 
 def measure(
-    name: str, device: str, repeats: int, train_size: tuple[int, int], train_batch: int, precision: str = "32"
+    name: str,
+    device: str,
+    repeats: int,
+    train_size: tuple[int, int],
+    train_batch: int,
+    precision: str = "32",
+    model_args: dict | None = None,
 ) -> dict:
     import torch
 
@@ -50,9 +60,9 @@ def measure(
     from tridense.ops import unit_vectors
 
     torch.manual_seed(0)
-    model = create_model(name, num_classes=14).to(device).eval()
+    model = create_model(name, num_classes=14, **(model_args or {})).to(device).eval()
     params_m = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
-    result: dict = {"model": name, "device": device, "params_m": params_m}
+    result: dict = {"model": name, "device": device, "params_m": params_m, "model_args": model_args or {}}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -115,16 +125,26 @@ def main() -> None:
     parser.add_argument("--train-size", default="240x320")
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="of the training step")
+    parser.add_argument(
+        "--model-arg", action="append", default=[], metavar="KEY=VALUE", help="a model option (value read as YAML)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = tuple(int(v) for v in args.train_size.split("x"))
+    model_args = {}
+    for item in args.model_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--model-arg expects KEY=VALUE, got {item!r}")
+        model_args[key] = yaml.safe_load(value)
     if args.one:
-        result = measure(args.one, args.device, args.repeats, size, args.train_batch, args.precision)
+        result = measure(args.one, args.device, args.repeats, size, args.train_batch, args.precision, model_args)
         print(json.dumps(result), flush=True)
         return
     for name in args.models:
         cmd = [sys.executable, __file__, "--one", name, "--device", args.device, "--repeats", str(args.repeats),
                "--train-size", args.train_size, "--train-batch", str(args.train_batch), "--precision", args.precision]
+        cmd += [f"--model-arg={item}" for item in args.model_arg]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 and proc.stdout.strip() else None
         print(line or json.dumps({"model": name, "error": proc.stderr.strip().splitlines()[-1:]}), flush=True)

@@ -28,6 +28,7 @@ errors without running them.
     python benchmarks/pap_propagation.py --sizes 60x80 --modes dense chunked --passes train
     python benchmarks/pap_propagation.py --device cuda --batch 4
     python benchmarks/pap_propagation.py --half-res-step            # one training pass at n = 76,800 (240x320)
+    python benchmarks/pap_propagation.py --table results.jsonl      # the results page's tables of saved output
 
 ``auto`` (the default budget: half the free memory) picks its path by a measured comparison
 (:func:`~tridense.layers.affinity.calibrated_mode`) during its first, untimed pass; after each size and pass a
@@ -314,6 +315,65 @@ def dense_guard(args: argparse.Namespace, size: tuple[int, int], mode: str, pass
     return None
 
 
+def markdown(records: list[dict]) -> str:
+    """The results page's tables from the printed JSON lines (``--table``): the cases, auto against the
+    fastest path that fits, and the one-process training steps."""
+    cases = [r for r in records if "mode" in r and "calibration_seconds" not in r]
+    summaries = [r for r in records if "summary" in r]
+    steps = [r for r in records if "calibration_seconds" in r]
+    dense = {(r["n"], r["pass"], r.get("autocast")): r for r in cases if r["mode"] == "dense" and "seconds" in r}
+
+    def share(r: dict, key: str) -> str:
+        ref = dense.get((r["n"], r["pass"], r.get("autocast")))
+        return f"{100 * r[key] / ref[key]:.0f} %" if ref and r.get(key) and ref.get(key) else "-"
+
+    lines = []
+    if cases:
+        lines += [
+            "| n | pass | autocast | mode (resolved) | seconds | peak MB | vs dense: time | vs dense: memory | load |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in cases:
+            if "error" in r:
+                lines.append(f"| {r['n']} | {r['pass']} | {r['autocast']} | {r['mode']} | {r['error']} | | | | |")
+                continue
+            lines.append(
+                f"| {r['n']} | {r['pass']} | {r['autocast']} | {r['mode']} ({r.get('resolved', r['mode'])}) | "
+                f"{r['seconds']:.3f} | {r['peak_mb']:.0f} | {share(r, 'seconds')} | {share(r, 'peak_mb')} | "
+                f"{r['load']} |"
+            )
+    if summaries:
+        lines += [
+            "",
+            "| grid, pass | auto chose | auto s | fastest fitting | its s | auto / fastest | within 10 % | same path |",
+            "|---|---|---|---|---|---|---|---|",
+            *[
+                f"| {r['summary']} | {r['auto']} | {r['auto_seconds']:.3f} | {r['fastest_fitting']} | "
+                f"{r['fastest_seconds']:.3f} | {r['auto_over_fastest']:.3f} | {'yes' if r['within_10pct'] else 'no'} | "
+                f"{'yes' if r['same_path'] else 'no'} |"
+                for r in summaries
+            ],
+        ]
+    if steps:
+        lines += [
+            "",
+            "| n | pass | auto chose | calibration (proxy grid) | pass seconds | RSS growth MB (upper bound) | "
+            "process peak MB | load |",
+            "|---|---|---|---|---|---|---|---|",
+            *[
+                f"| {r['n']} | {r['pass']} | {r.get('resolved', '-')} | "
+                + (
+                    f"{r['error']} | | | | |"
+                    if "error" in r
+                    else f"{r['calibration_seconds']} s ({r['calibration_size']}) | {r['seconds']} | "
+                    f"{r['rss_peak_mb']:.0f} | {r['process_peak_mb']:.0f} | {r['load']} |"
+                )
+                for r in steps
+            ],
+        ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["30x40", "60x80", "120x160"], help="H x W grids")
@@ -350,9 +410,15 @@ def main() -> None:
         "--memory-fraction", type=float, default=0.8, help="share of free memory a case may use"
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
+    parser.add_argument(
+        "--table", type=argparse.FileType("r"), help="print the markdown tables of saved output (JSON lines) and exit"
+    )
     parser.add_argument("--one-case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--measure", default="time", choices=["peak", "time", "step"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.table:
+        print(markdown([json.loads(line) for line in args.table if line.startswith("{")]))
+        return
     if args.half_res_step:
         args.sizes, args.modes, args.passes, args.subsample, args.repeats = ["240x320"], ["auto"], ["train"], 1, 1
     if args.one_case:

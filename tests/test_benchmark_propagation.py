@@ -20,7 +20,7 @@ def _lines(*argv: str) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-def test_cases_and_the_auto_summary():
+def test_cases_the_auto_summary_and_their_tables(tmp_path):
     lines = _lines("--sizes", "6x8", "--modes", "dense", "chunked", "auto", "--passes", "train", "--repeats", "1")
     cases, summaries = lines[:3], lines[3:]
     assert [c["mode"] for c in cases] == ["dense", "chunked", "auto"]
@@ -29,6 +29,12 @@ def test_cases_and_the_auto_summary():
     (line,) = summaries
     assert line["summary"] == "6x8 train" and line["fastest_fitting"] in {"dense", "chunked"}
     assert line["within_10pct"] == (line["auto_over_fastest"] <= 1.10)
+    saved = tmp_path / "out.jsonl"
+    saved.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    done = subprocess.run([sys.executable, str(SCRIPT), "--table", str(saved)], capture_output=True, text=True)
+    rows = [row for row in done.stdout.splitlines() if row.startswith("| 48 |") or row.startswith("| 6x8 train |")]
+    assert len(rows) == 4 and "| dense (dense) |" in rows[0] and "| 100 % | 100 % |" in rows[0]
+    assert rows[3].split(" | ")[5] == f"{line['auto_over_fastest']:.3f}"
 
 
 def test_the_one_process_step_times_the_pass_apart_from_the_calibration():

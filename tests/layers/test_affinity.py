@@ -509,6 +509,23 @@ def test_calibration_under_cpu_autocast_times_training_passes():
     clear_calibration()
 
 
+@pytest.mark.parametrize("mode", ["dense", "chunked"])
+def test_a_backward_taken_under_cpu_autocast_keeps_float32(mode):
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.randn(1, 3, 20, 8, generator=gen)
+    values = torch.randn(1, 20, 6, generator=gen)
+    weights = torch.full((3, 3), 1 / 3)
+    grads = []
+    for autocast in (False, True):
+        e, v = emb.clone().requires_grad_(), values.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):  # backward inside autocast too
+            diffuse(e, v, [2, 2, 2], weights, size=(4, 5), iterations=2, mode=mode).square().sum().backward()
+        grads.append((e.grad, v.grad))
+    for plain, under_autocast in zip(*grads, strict=True):
+        assert under_autocast.dtype == torch.float32
+        torch.testing.assert_close(under_autocast, plain)
+
+
 def test_auto_does_not_time_under_deterministic_algorithms(monkeypatch):
     import tridense.layers.affinity as affinity
 

@@ -664,7 +664,8 @@ class _Diffusion(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         _ = ctx.saved_tensors  # raises if an input was modified in place after the forward pass
-        grads = _backward(ctx.source, ctx.history, grad.contiguous(), *ctx.config)
+        with torch.autocast(grad.device.type, enabled=False):  # float32 like the forward, also when backward
+            grads = _backward(ctx.source, ctx.history, grad.to(ctx.history[0].dtype).contiguous(), *ctx.config)
         del ctx.source, ctx.history
         return (*grads, *([None] * 7))
 
