@@ -18,6 +18,74 @@ REPO = Path(__file__).resolve().parents[1]
 READING_MARK = "## Reading"
 
 
+def commit_of(repo: Path = REPO) -> str:
+    """The repository's short commit hash (``-dirty`` with uncommitted changes outside ``docs/``, where the
+    results and the ledger are written), ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs"]  # not the pages
+        dirty = subprocess.run(status, cwd=repo, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+class Ledger:
+    """Finished runs kept as JSON lines in a file that is committed with the results page.
+
+    A table of many rows and seeds takes hours of CPU; its run folders (checkpoints, logs) are not committed, so
+    an experiment spread over several sessions or machines would otherwise start again each time. Each finished
+    run appends one line ``{"key": ..., "commit": ..., "record": ...}``; a run whose ``key`` (row, reading,
+    seed and the whole budget) is already in the file is not trained again, and its record is used as is. A run
+    with another budget has another key, so a changed budget never reuses a result. Delete lines (or the file,
+    or pass ``--no-ledger``) to train runs again.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.entries: dict[str, dict] = {}
+        if path is None or not path.is_file():
+            return
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                key = self._canonical(entry["key"])
+                entry["record"]
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ValueError(
+                    f"{path}:{number}: expected a JSON object with 'key' and 'record' ({error}); fix or delete the line"
+                ) from error
+            self.entries[key] = entry
+
+    @staticmethod
+    def _canonical(key: dict) -> str:
+        return json.dumps(key, sort_keys=True)
+
+    def get(self, key: dict) -> dict | None:
+        """The record of the run ``key`` names, or ``None``."""
+        entry = self.entries.get(self._canonical(key))
+        return None if entry is None else entry["record"]
+
+    def add(self, key: dict, record: dict) -> None:
+        """Append the record of a finished run (nothing when ``key`` is already there or there is no file)."""
+        canonical = self._canonical(key)
+        if self.path is None or canonical in self.entries:
+            return
+        entry = {"key": key, "commit": commit_of(), "record": record}
+        self.entries[canonical] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    def commits(self) -> list[str]:
+        """The commits the ledger's runs were made at, in order of first appearance."""
+        return list(dict.fromkeys(entry.get("commit", "unknown") for entry in self.entries.values()))
+
+
 def budget_overrides(args: argparse.Namespace, seed: int, panel_samples: int) -> list[str]:
     """The overrides every row of a table shares: the budget (steps, batch 8, size, scenes, seed) and the
     evaluation (``panel_samples`` panels, validation every ``--val-every`` steps)."""

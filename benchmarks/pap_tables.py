@@ -4,7 +4,10 @@ Each row is one config of ``configs/pap/`` trained with ``tridense train`` and t
 size, steps, data, seed); the best checkpoint's metrics on the synthetic test split are collected into
 ``docs/results/pap.md`` (mean ± spread over the seeds, the budget, the machine, a per-claim comparison
 against the spread) and ``docs/results/pap.json``. Rows whose run folder already holds
-``metrics/test.json`` are not trained again, so an interrupted run continues.
+``metrics/test.json`` are not trained again, so an interrupted run continues; every finished run (and Fig. 4
+sweep) is also appended to the ledger ``docs/results/pap_runs.jsonl`` (:class:`_runs.Ledger`), committed with
+the page, so that the set can be run over several sessions or machines: a run whose row, reading, seed and
+budget are in the ledger is not trained again.
 
 Seeds: the rows that carry the paper's claims (:data:`CLAIM_ROWS`: initial, per-task, cross-task,
 + reconstruction, + pair-wise, cross-stitch, CSPN) get ``--seeds`` seeds, the rest one.
@@ -39,7 +42,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers, also when loaded by path
-from _runs import REPO, read_run, seed_row, train_row, verdict, write_report
+from _runs import REPO, Ledger, read_run, seed_row, train_row, verdict, write_report
 from _runs import budget_overrides as shared_budget
 
 CONFIGS = REPO / "configs" / "pap"
@@ -109,10 +112,34 @@ def run_dir_of(stem: str, reading: str, seed: int, args: argparse.Namespace) -> 
     return args.out / args.loss_weighting / group / stem / f"seed{seed}"
 
 
+def budget_key(args: argparse.Namespace) -> dict:
+    """What makes two runs of one row and seed the same experiment (the ledger's key besides row and seed)."""
+    return {
+        "steps": args.steps, "size": list(args.size), "train_length": args.train_length,
+        "val_length": args.val_length, "test_length": args.test_length, "val_every": args.val_every,
+        "loss_weighting": args.loss_weighting,
+    }  # fmt: skip
+
+
+def run_key(stem: str, reading: str, seed: int, args: argparse.Namespace) -> dict:
+    group = "shared" if stem in NO_BETA else reading
+    return {"kind": "run", "row": stem, "reading": group, "seed": seed, **budget_key(args)}
+
+
+def fig4_key(reading: str, args: argparse.Namespace) -> dict:
+    return {**run_key(args.fig4_row, reading, args.seed, args), "kind": "fig4"}
+
+
 def run_one(stem: str, reading: str, seed: int, args: argparse.Namespace) -> dict | None:
+    """One row, reading and seed: from its run folder, else from the ledger, else trained now."""
     run_dir = run_dir_of(stem, reading, seed, args)
     result_file = run_dir / "metrics" / "test.json"
+    key = run_key(stem, reading, seed, args)
     if not result_file.is_file():
+        recorded = args.ledger.get(key)
+        if recorded is not None:
+            print(f"[{stem} {reading} seed {seed}] from the ledger {args.ledger.path}", flush=True)
+            return recorded
         if args.report_only:
             return None
         extra = [] if stem in NO_BETA else READINGS[reading]
@@ -120,7 +147,9 @@ def run_one(stem: str, reading: str, seed: int, args: argparse.Namespace) -> dic
         if not train_row(stem, CONFIGS / f"{stem}.yaml", run_dir, overrides, tag=f"{stem} {reading} seed {seed}"):
             return None
     result, summary = read_run(run_dir)
-    return {"results": result["results"], "seconds": summary["seconds"], "steps": summary["steps"], "seed": seed}
+    record = {"results": result["results"], "seconds": summary["seconds"], "steps": summary["steps"], "seed": seed}
+    args.ledger.add(key, record)
+    return record
 
 
 def run_row(stem: str, reading: str, args: argparse.Namespace) -> list[dict]:
@@ -130,10 +159,17 @@ def run_row(stem: str, reading: str, args: argparse.Namespace) -> list[dict]:
 
 def fig4(reading: str, args: argparse.Namespace) -> list[dict]:
     """The Fig. 4 sweep (diffusion steps at test time) of the first seed's ``--fig4-row`` model of ``reading``."""
+    key = fig4_key(reading, args)
     ckpt = run_dir_of(args.fig4_row, reading, args.seed, args) / "checkpoints" / "best.ckpt"
-    if not ckpt.is_file():
-        return []
     out = ckpt.parents[1] / "fig4.jsonl"
+    if not out.is_file():
+        recorded = args.ledger.get(key)
+        if recorded is not None:
+            return recorded["sweep"]
+    if not ckpt.is_file():
+        if not args.report_only:
+            print(f"[fig4 {reading}] no checkpoint {ckpt} (its run came from the ledger): no sweep", flush=True)
+        return []
     if not out.is_file() and not args.report_only:
         cmd = [
             sys.executable, str(REPO / "benchmarks" / "pap_iterations.py"), "--checkpoint", str(ckpt),
@@ -144,7 +180,10 @@ def fig4(reading: str, args: argparse.Namespace) -> list[dict]:
         out.write_text(text)
     if not out.is_file():
         return []
-    return [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
+    sweep = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
+    if sweep:
+        args.ledger.add(key, {"sweep": sweep})
+    return sweep
 
 
 def table(rows: dict[str, list[dict]], reading: str) -> list[str]:
@@ -176,7 +215,9 @@ def report(by_reading: dict[str, dict[str, list[dict]]], sweeps: dict[str, list[
     lines = [
         "# PAP Tables 1 and 2 on the synthetic scenes",
         "",
-        f"Produced by `python benchmarks/pap_tables.py {' '.join(args.argv)}` on {args.machine}.",
+        f"Produced by `python benchmarks/pap_tables.py {' '.join(args.argv)}` on {args.machine}"
+        + (f"; the runs were made at commit {', '.join(args.ledger.commits())} (ledger `{args.ledger.path.name}`)."
+           if args.ledger.path is not None and args.ledger.commits() else "."),
         "",
         f"Budget, the same for every row: {args.steps} steps of batch 8 at {args.size[0]}x{args.size[1]} from "
         f"random initialisation (AdamW, the default recipe of `configs/default.yaml`), {args.train_length} "
@@ -252,6 +293,10 @@ def main() -> None:
     parser.add_argument(
         "--fresh-reading", action="store_true", help="start the hand-written reading from the template again"
     )
+    parser.add_argument(
+        "--ledger", type=Path, help="finished runs, reused across sessions (default: <docs>/<page>_runs.jsonl)"
+    )
+    parser.add_argument("--no-ledger", action="store_true", help="neither read nor write the ledger")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
     if args.seeds < 1 or args.steps < 1:
@@ -263,14 +308,22 @@ def main() -> None:
     unknown = sorted(set(stems) - {stem for stem, _, _ in ROWS})
     if unknown:
         parser.error(f"unknown rows {unknown}; valid: {[stem for stem, _, _ in ROWS]}")
+    args.ledger = Ledger(None if args.no_ledger else (args.ledger or args.docs / f"{args.page}_runs.jsonl"))
+    sweeps = {}
+    if args.fig4:  # the swept model first, so that a session that trains it also sweeps it (checkpoints are not kept)
+        for reading in args.alpha_reading:
+            if args.ledger.get(fig4_key(reading, args)) is None:
+                run_one(args.fig4_row, reading, args.seed, args)
+            sweeps[reading] = fig4(reading, args)
     by_reading = {reading: {stem: run_row(stem, reading, args) for stem in stems} for reading in args.alpha_reading}
-    sweeps = {reading: fig4(reading, args) for reading in args.alpha_reading} if args.fig4 else {}
     text = report(by_reading, sweeps, args)
     print(text)
     args.docs.mkdir(parents=True, exist_ok=True)
     md = args.docs / f"{args.page}.md"
     write_report(md, text, keep_reading=not args.fresh_reading, template=READING_TEMPLATE)
-    budget = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    budget = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "ledger"}
+    budget["ledger"] = None if args.ledger.path is None else str(args.ledger.path)
+    budget["commits"] = args.ledger.commits()
     payload = {"budget": budget, "readings": by_reading, "fig4": sweeps}
     (args.docs / f"{args.page}.json").write_text(json.dumps(payload, indent=2))
     print(f"wrote {md}")
