@@ -409,7 +409,9 @@ def main() -> None:
     parser.add_argument(
         "--memory-fraction", type=float, default=0.8, help="share of free memory a case may use"
     )
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
+    parser.add_argument(
+        "--timeout", type=float, help="seconds per case (default 1800; 7200 with --half-res-step: 28 min on 2 cores)"
+    )
     parser.add_argument(
         "--table", type=argparse.FileType("r"), help="print the markdown tables of saved output (JSON lines) and exit"
     )
@@ -419,6 +421,8 @@ def main() -> None:
     if args.table:
         print(markdown([json.loads(line) for line in args.table if line.startswith("{")]))
         return
+    if args.timeout is None:
+        args.timeout = 7200.0 if args.half_res_step else 1800.0
     if args.half_res_step:
         args.sizes, args.modes, args.passes, args.subsample, args.repeats = ["240x320"], ["auto"], ["train"], 1, 1
     if args.one_case:
