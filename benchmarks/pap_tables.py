@@ -168,7 +168,7 @@ def fig4(reading: str, args: argparse.Namespace) -> list[dict]:
             return recorded["sweep"]
     if not ckpt.is_file():
         if not args.report_only:
-            print(f"[fig4 {reading}] no checkpoint {ckpt} (its run came from the ledger): no sweep", flush=True)
+            print(f"[fig4 {reading}] no checkpoint {ckpt} (run failed, or taken from the ledger): no sweep", flush=True)
         return []
     if not out.is_file() and not args.report_only:
         cmd = [
@@ -216,7 +216,7 @@ def report(by_reading: dict[str, dict[str, list[dict]]], sweeps: dict[str, list[
         "# PAP Tables 1 and 2 on the synthetic scenes",
         "",
         f"Produced by `python benchmarks/pap_tables.py {' '.join(args.argv)}` on {args.machine}"
-        + (f"; the runs were made at commit {', '.join(args.ledger.commits())} (ledger `{args.ledger.path.name}`)."
+        + (f"; the ledger's runs (`{args.ledger.path.name}`) were made at commit {', '.join(args.ledger.commits())}."
            if args.ledger.path is not None and args.ledger.commits() else "."),
         "",
         f"Budget, the same for every row: {args.steps} steps of batch 8 at {args.size[0]}x{args.size[1]} from "

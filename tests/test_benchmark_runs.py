@@ -91,5 +91,5 @@ def test_pap_tables_builds_its_page_from_the_ledger_when_the_run_folders_are_gon
     pap_tables.main()
     page = (tmp_path / "pap.md").read_text()
     assert "| 2 | initial prediction | `table2_initial` | 2 | - | - | 32.0 ± 2.8 | - | - | 1.0 |" in page
-    assert "ledger `pap_runs.jsonl`" in page
+    assert "ledger's runs (`pap_runs.jsonl`)" in page
     assert "from the ledger" in capsys.readouterr().out
